@@ -1,0 +1,421 @@
+"""Reading the user's ``openclaw.json``: one source of truth.
+
+JSON5 (comments, trailing commas), ``${VAR}`` substitution as OpenClaw does it
+(uppercase names; ``$${VAR}`` is a literal ``${VAR}``), OpenClaw's own sections
+read tolerantly, our section (``plugins.entries.kimi-acp.config``) strictly.
+Every error names the file and the JSON path, and the line and column where
+they are known.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .backends import PASSTHROUGH, PASSTHROUGH_BACKEND, Backend, ModelInfo
+from .errors import ConfigError, UnknownNameError
+
+PLUGIN_ID = "kimi-acp"
+SECTION_PATH = ("plugins", "entries", PLUGIN_ID, "config")
+SECTION = ".".join(SECTION_PATH)
+
+_SUBST = re.compile(r"\$(\$?)\{([A-Z_][A-Z0-9_]*)\}")
+
+
+def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    explicit = env.get("OPENCLAW_CONFIG_PATH")
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path(env.get("HOME") or Path.home()) / ".openclaw" / "openclaw.json"
+
+
+def line_col(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of a character offset."""
+    offset = max(0, min(offset, len(text)))
+    line = text.count("\n", 0, offset) + 1
+    col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return line, col
+
+
+def parse_json5(text: str, path: Path | str) -> Any:
+    """Parse JSON5 text; a syntax error names the file, line and column."""
+    import pyjson5
+
+    try:
+        return pyjson5.decode(text)
+    except pyjson5.Json5Exception as exc:
+        msg = str(exc.args[0]) if exc.args else str(exc)
+        m = re.search(r"near (\d+)", msg)
+        # pyjson5 reports the offset in characters read, just past the bad token.
+        where = ""
+        if m:
+            line, col = line_col(text, max(0, int(m.group(1)) - 1))
+            where = f":{line}:{col}"
+            msg = msg[: m.start()].rstrip(" ,")
+        raise ConfigError(f"{path}{where}: JSON5 syntax error: {msg}") from None
+
+
+def substitute(value: Any, environ: Mapping[str, str], missing: set[str]) -> Any:
+    """Replace ``${VAR}`` in every string; unknown variables stay as written (and are noted)."""
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+
+        def repl(m: re.Match[str]) -> str:
+            if m.group(1):  # $${VAR} -> ${VAR}
+                return "${" + m.group(2) + "}"
+            name = m.group(2)
+            if name in environ:
+                return environ[name]
+            missing.add(name)
+            return m.group(0)
+
+        return _SUBST.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: substitute(v, environ, missing) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, environ, missing) for v in value]
+    return value
+
+
+def find_key_line(text: str, path: Iterable[str | int]) -> int | None:
+    """Best-effort line of a JSON path in the source: each key searched after the previous one."""
+    pos = 0
+    found = None
+    for part in path:
+        if isinstance(part, int):
+            continue
+        m = re.compile(r"""(["']?)""" + re.escape(str(part)) + r"""\1\s*:""").search(text, pos)
+        if not m:
+            return found
+        pos = m.end()
+        found = text.count("\n", 0, m.start()) + 1
+    return found
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    """What kimi-acp reads of an OpenClaw agent entry."""
+
+    id: str
+    model: str | None = None
+    subagent_model: str | None = None
+    acp_agent: str | None = None
+    runtime_type: str | None = None
+
+
+@dataclass
+class Config:
+    path: Path
+    exists: bool
+    text: str
+    data: dict[str, Any]
+    settings: Any  # KimiAcpSettings
+    backends: dict[str, Backend]
+    aliases: dict[str, str]  # lower-cased alias -> "provider/model"
+    agents: dict[str, AgentInfo]
+    default_subagent_model: str | None = None
+    missing_vars: set[str] = field(default_factory=set)
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+    def where(self, *path: str | int) -> str:
+        """``file:line`` (when known) for messages about a JSON path."""
+        line = find_key_line(self.text, path) if self.text else None
+        return f"{self.path}:{line}" if line else str(self.path)
+
+    def error(self, path: Iterable[str | int], message: str, cls: type[ConfigError] = ConfigError) -> ConfigError:
+        parts = list(path)
+        dotted = ".".join(str(p) for p in parts)
+        return cls(f"{self.where(*parts)}: {dotted}: {message}")
+
+    def backend(self, name: str) -> Backend:
+        if name == PASSTHROUGH:
+            return PASSTHROUGH_BACKEND
+        try:
+            return self.backends[name]
+        except KeyError:
+            raise UnknownNameError(f"unknown backend '{name}' (known: {self.known_backends()})") from None
+
+    def known_backends(self) -> str:
+        return ", ".join([*self.backends, PASSTHROUGH])
+
+    @property
+    def kimi_section_present(self) -> bool:
+        return _dig(self.data, SECTION_PATH) is not None
+
+
+def _dig(data: Any, path: Iterable[str]) -> Any:
+    for part in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(part)
+    return data
+
+
+def _as_str(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def _as_int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _key_ref(v: Any) -> tuple[str | None, tuple[str, ...]]:
+    """An OpenClaw apiKey: a string (maybe "${VAR}") or a SecretRef {source: env, id}."""
+    if isinstance(v, str):
+        return v or None, ()
+    if isinstance(v, dict) and v.get("source") == "env" and isinstance(v.get("id"), str):
+        return None, (v["id"],)
+    return None, ()
+
+
+def _model_infos(models: Any) -> tuple[ModelInfo, ...]:
+    out = []
+    if isinstance(models, list):
+        for m in models:
+            if isinstance(m, dict) and _as_str(m.get("id")):
+                out.append(
+                    ModelInfo(
+                        id=m["id"],
+                        name=_as_str(m.get("name")),
+                        context_window=_as_int(m.get("contextWindow")) or _as_int(m.get("contextTokens")),
+                        max_tokens=_as_int(m.get("maxTokens")),
+                    )
+                )
+    return tuple(out)
+
+
+def _file_backends(data: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """(name, fields, source) for each Anthropic-compatible provider in the file."""
+    found: list[tuple[str, dict[str, Any], str]] = []
+    providers = _dig(data, ("models", "providers"))
+    if isinstance(providers, dict):
+        for pid, p in providers.items():
+            if not isinstance(p, dict) or p.get("api") != "anthropic-messages":
+                continue
+            key, key_env = _key_ref(p.get("apiKey"))
+            models = _model_infos(p.get("models"))
+            first = models[0] if models else None
+            timeout = _as_int(p.get("timeoutSeconds"))
+            found.append(
+                (
+                    pid,
+                    dict(
+                        base_url=_as_str(p.get("baseUrl")),
+                        api_key=key,
+                        api_key_env=key_env or None,
+                        models=models or None,
+                        model=first.id if first else None,
+                        context_window=first.context_window if first else None,
+                        max_tokens=(first.max_tokens if first else None) or _as_int(p.get("maxTokens")),
+                        timeout_ms=timeout * 1000 if timeout else None,
+                    ),
+                    f"models.providers.{pid}",
+                )
+            )
+    seed = data.get("providers")
+    if isinstance(seed, list):
+        for i, p in enumerate(seed):
+            if isinstance(p, dict) and _as_str(p.get("id")) and p.get("type") == "anthropic":
+                key, key_env = _key_ref(p.get("apiKey"))
+                found.append(
+                    (
+                        p["id"],
+                        dict(base_url=_as_str(p.get("baseUrl")), api_key=key, api_key_env=key_env or None),
+                        f"providers[{i}]",
+                    )
+                )
+    return found
+
+
+def _aliases(data: dict[str, Any], backends: Mapping[str, Backend]) -> dict[str, str]:
+    aliases: dict[str, str] = {}
+    for b in backends.values():
+        for m in b.models:
+            if m.name:
+                aliases.setdefault(m.name.lower(), f"{b.name}/{m.id}")
+    tables = [_dig(data, ("agents", "defaults", "models")), data.get("models")]
+    for table in tables:
+        if not isinstance(table, dict):
+            continue
+        for ref, spec in table.items():
+            if "/" not in ref:
+                continue
+            if isinstance(spec, dict):
+                alias = spec.get("alias")
+                if isinstance(alias, str) and alias:
+                    aliases[alias.lower()] = ref
+                elif isinstance(alias, list):
+                    for a in alias:
+                        if isinstance(a, str):
+                            aliases[a.lower()] = ref
+    return aliases
+
+
+def _model_ref(v: Any) -> str | None:
+    if isinstance(v, str):
+        return v or None
+    if isinstance(v, dict):
+        return _as_str(v.get("primary"))
+    return None
+
+
+def _agents(data: dict[str, Any]) -> dict[str, AgentInfo]:
+    agents: dict[str, AgentInfo] = {}
+
+    def add(aid: str, entry: dict[str, Any]) -> None:
+        runtime = entry.get("runtime") if isinstance(entry.get("runtime"), dict) else {}
+        acp = runtime.get("acp") if isinstance(runtime.get("acp"), dict) else {}
+        sub = entry.get("subagents") if isinstance(entry.get("subagents"), dict) else {}
+        agents[aid] = AgentInfo(
+            id=aid,
+            model=_model_ref(entry.get("model")),
+            subagent_model=_model_ref(sub.get("model")),
+            acp_agent=_as_str(acp.get("agent")),
+            runtime_type=_as_str(runtime.get("type")),
+        )
+
+    legacy = _dig(data, ("agents", "list"))
+    if isinstance(legacy, list):
+        for entry in legacy:
+            if isinstance(entry, dict) and _as_str(entry.get("id")):
+                add(entry["id"], entry)
+    entries = _dig(data, ("agents", "entries"))
+    if isinstance(entries, dict):
+        for aid, entry in entries.items():
+            if isinstance(entry, dict):
+                add(aid, entry)
+    return agents
+
+
+def _validation_error(exc: Any, path: Path, text: str) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        loc = [*SECTION_PATH, *[str(p) for p in err["loc"]]]
+        line = find_key_line(text, loc)
+        where = f"{path}:{line}" if line else str(path)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not part of kimi-acp's config; see docs/configuration.md)"
+        lines.append(f"{where}: {'.'.join(loc)}: {msg}")
+    return ConfigError("\n".join(lines))
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    presets: Iterable[Backend] | None = None,
+) -> Config:
+    """Load and validate the config. ``presets`` default to the plugins' registered backends."""
+    env = dict(os.environ if environ is None else environ)
+    explicit = path is not None
+    cfg_path = Path(path).expanduser() if explicit else default_config_path(env)
+    text = ""
+    data: dict[str, Any] = {}
+    exists = cfg_path.exists()
+    if exists:
+        try:
+            text = cfg_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{cfg_path}: cannot read: {exc}") from None
+        raw = parse_json5(text, cfg_path) if text.strip() else {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{cfg_path}:1:1: the top level must be an object, not {type(raw).__name__}")
+        data = raw
+    elif explicit:
+        raise ConfigError(f"{cfg_path}: no such file (pass an existing openclaw.json or drop --config)")
+
+    missing: set[str] = set()
+    data = substitute(data, env, missing)
+
+    from pydantic import ValidationError
+
+    from .settings import KimiAcpSettings
+
+    section = _dig(data, SECTION_PATH)
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError(f"{cfg_path}: {SECTION}: must be an object")
+    try:
+        settings = KimiAcpSettings.model_validate(section or {})
+    except ValidationError as exc:
+        raise _validation_error(exc, cfg_path, text) from None
+
+    if presets is None:
+        from .plugins import registered_backends
+
+        presets = registered_backends()
+    backends: dict[str, Backend] = {b.name: b for b in presets}
+    for name, fields, source in _file_backends(data):
+        base = backends.get(name, Backend(name=name))
+        backends[name] = base.merged(**fields, sources=(f"{cfg_path.name} {source}",))
+    for name, bs in settings.backends.items():
+        base = backends.get(name, Backend(name=name))
+        backends[name] = base.merged(
+            base_url=bs.baseUrl,
+            api_key=bs.apiKey.get_secret_value() if bs.apiKey else None,
+            api_key_env=(bs.apiKeyEnv,) if bs.apiKeyEnv else None,
+            model=bs.model,
+            opus_model=bs.opusModel,
+            sonnet_model=bs.sonnetModel,
+            haiku_model=bs.haikuModel,
+            subagent_model=bs.subagentModel,
+            context_window=bs.contextWindow,
+            max_tokens=bs.maxTokens,
+            timeout_ms=bs.timeoutMs,
+            auth_header=bs.authHeader,
+            env=bs.env or None,
+            max_concurrent=bs.maxConcurrent,
+            sources=(f"{cfg_path.name} {SECTION}.backends.{name}",),
+        )
+    for name, b in backends.items():
+        if not b.passthrough and not b.base_url:
+            raise ConfigError(
+                f"{cfg_path}: backend '{name}' has no base URL: set {SECTION}.backends.{name}.baseUrl"
+            )
+
+    cfg = Config(
+        path=cfg_path,
+        exists=exists,
+        text=text,
+        data=data,
+        settings=settings,
+        backends=backends,
+        aliases=_aliases(data, backends),
+        agents=_agents(data),
+        default_subagent_model=_model_ref(_dig(data, ("agents", "defaults", "subagents", "model"))),
+        missing_vars=missing,
+        environ=env,
+    )
+    _check_references(cfg)
+    return cfg
+
+
+def _check_references(cfg: Config) -> None:
+    """Names used in our section must exist; the error lists the known ones."""
+    s = cfg.settings
+    known = set(cfg.backends) | {PASSTHROUGH}
+
+    def check(path: tuple[str | int, ...], name: str | None) -> None:
+        if name is not None and name not in known:
+            raise cfg.error(
+                (*SECTION_PATH, *path),
+                f"unknown backend '{name}' (known: {cfg.known_backends()})",
+                UnknownNameError,
+            )
+
+    check(("defaultBackend",), s.defaultBackend)
+    for aid, route in s.agents.items():
+        check(("agents", aid, "backend"), route.backend)
+    for tid, route in s.targets.items():
+        check(("targets", tid, "backend"), route.backend)
+    for name in s.limits.perBackend:
+        check(("limits", "perBackend", name), name)
+
+
+ConfigLoader = Callable[..., Config]

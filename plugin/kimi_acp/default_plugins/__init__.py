@@ -1,0 +1,1 @@
+"""Built-in behaviour, implemented with the same hooks third-party plugins use."""

@@ -1,0 +1,33 @@
+"""The Kimi backend preset: Kimi K2.5 through Kimi's Anthropic-compatible endpoint.
+
+Works with only ``KIMI_API_KEY`` set and no provider in ``openclaw.json``.
+"""
+
+from __future__ import annotations
+
+from ..backends import Backend, ModelInfo
+from ..hookspecs import hookimpl
+
+KIMI_BASE_URL = "https://api.kimi.com/coding"
+KIMI_MODEL = "kimi-k2.5"
+KIMI_CONTEXT = 262_144
+
+PRESET = Backend(
+    name="kimi",
+    base_url=KIMI_BASE_URL,
+    api_key_env=("KIMI_API_KEY", "KIMICODE_API_KEY"),
+    model=KIMI_MODEL,
+    models=(ModelInfo(id=KIMI_MODEL, name="Kimi K2.5", context_window=KIMI_CONTEXT, max_tokens=32_768),),
+    context_window=KIMI_CONTEXT,
+    timeout_ms=600_000,
+    auth_header="x-api-key",
+    max_concurrent=2,
+    # Kimi's documented fix for the ToolSearch -> tool_reference 400.
+    quirks={"ENABLE_TOOL_SEARCH": "false"},
+    sources=("preset kimi (kimi_acp.default_plugins.kimi)",),
+)
+
+
+@hookimpl
+def kimi_acp_register_backends(register):  # type: ignore[no-untyped-def]
+    register(PRESET)

@@ -1,0 +1,114 @@
+"""Every extension point of kimi-acp.
+
+Hooks are synchronous and called with keyword arguments only. Built-in
+behaviour (the Kimi preset, the Claude Code harness, the reporters) is
+implemented with these same hooks in :mod:`kimi_acp.default_plugins`.
+Each hook is documented in ``docs/hooks.md`` as well; a test checks that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+from . import PROJECT
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def kimi_acp_register_backends(register: Any) -> None:
+    """Register backend presets.
+
+    Called once when the plugin manager is built, before ``openclaw.json`` is read.
+
+    :param register: ``register(backend)``: call it with a :class:`kimi_acp.backends.Backend`
+        for each preset. Presets are the lowest layer: providers in ``openclaw.json`` and
+        ``plugins.entries.kimi-acp.config.backends`` override them field by field.
+    :return: nothing; the return value is ignored.
+    """
+
+
+@hookspec
+def kimi_acp_before_spawn(request: Any, context: Any) -> Any:
+    """Inspect, rewrite or block a spawn request before its backend is resolved.
+
+    Called for every ``runtime="acp"`` spawn request, in plugin order (last registered first).
+
+    :param request: the :class:`kimi_acp.spawn.SpawnRequest` as received (or as rewritten by
+        an earlier plugin).
+    :param context: the :class:`kimi_acp.spawn.SpawnContext` (requester agent id and session key,
+        the session's ``/model`` choice when known).
+    :return: ``None`` to leave the request alone; a new ``SpawnRequest`` to replace it for the
+        next plugins and the spawn; or a string to **block** the spawn, the string being the
+        reason shown to the requester. The first block stops the chain.
+    """
+
+
+@hookspec
+def kimi_acp_spawn_env(request: Any, backend: Any) -> Any:
+    """Contribute environment variables to a spawned harness.
+
+    Called after the backend's variables and the request's own ``env`` are applied.
+
+    :param request: the :class:`kimi_acp.spawn.SpawnRequest`.
+    :param backend: the resolved :class:`kimi_acp.backends.Backend`.
+    :return: a ``dict[str, str]`` of variables to set (a value of ``None`` removes the
+        variable), or ``None``. Every plugin's answer is applied, in call order.
+    """
+
+
+@hookspec(firstresult=True)
+def kimi_acp_harness_command(request: Any, backend: Any) -> Any:
+    """Choose the harness command line.
+
+    Stops at the first non-``None`` result. The built-in Claude Code harness answers last.
+
+    :param request: the :class:`kimi_acp.spawn.SpawnRequest`.
+    :param backend: the resolved :class:`kimi_acp.backends.Backend`.
+    :return: a list of strings (the argv; the task is still written to its stdin, never put in
+        argv), or ``None`` to let the next plugin answer.
+    """
+
+
+@hookspec
+def kimi_acp_run_event(run: Any, event: Any) -> None:
+    """Observe a run's progress.
+
+    Called for every event parsed from the harness's output (``system/init``, ``assistant``,
+    ``user``, ``system/api_retry``, ``result``, ...) and for status changes.
+
+    :param run: the run's record (:class:`kimi_acp.store.RunRecord`).
+    :param event: the parsed event (see :mod:`kimi_acp.harness.claude_code`).
+    :return: nothing; keep it fast, it runs on the supervisor's loop.
+    """
+
+
+@hookspec
+def kimi_acp_run_finished(run: Any, result: Any) -> Any:
+    """Report a finished run.
+
+    Called once per run after its result is committed to the store (so it is never lost),
+    for every terminal status (``ok``, ``error``, ``timeout``, ``cancelled``, ``lost``,
+    ``rate_limited``). Reporters (the CLI printer, the OpenClaw gateway reporter) implement it.
+
+    :param run: the run's record (:class:`kimi_acp.store.RunRecord`).
+    :param result: the :class:`kimi_acp.report.RunResult`.
+    :return: ``None``, or a list of ``(target, payload)`` outbox entries to deliver durably
+        (retried until delivered).
+    """
+
+
+@hookspec
+def kimi_acp_model_switched(session_key: str, model_ref: Any) -> None:
+    """Observe a session's model choice.
+
+    Called after ``kimi-acp model REF --session KEY`` (or the ACP door's model selection)
+    stores a session's choice.
+
+    :param session_key: the requester session key, e.g. ``agent:main:main``.
+    :param model_ref: the model ref stored (``kimi/kimi-k2.5``), or ``None`` when cleared.
+    :return: nothing.
+    """

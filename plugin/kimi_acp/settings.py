@@ -1,0 +1,107 @@
+"""The pydantic model of kimi-acp's own config section, ``plugins.entries.kimi-acp.config``.
+
+Strict (``extra="forbid"``): a typo in our section is an error that names the key.
+``manifest.json``'s ``configSchema`` is generated from :class:`KimiAcpSettings`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+PermissionMode = Literal["approve-all", "approve-edits", "approve-reads", "deny-all"]
+
+MIN_TIMEOUT_MS = 120_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class BackendSettings(_Strict):
+    """A backend defined (or overridden field by field) in our section."""
+
+    baseUrl: str | None = Field(None, description="Anthropic-compatible base URL; Claude Code appends /v1/messages (do not add /v1).")
+    apiKey: SecretStr | None = Field(None, description='The key itself or a reference like "${KIMI_API_KEY}". Prefer apiKeyEnv.')
+    apiKeyEnv: str | None = Field(None, description="Name of the environment variable that holds the key.")
+    model: str | None = Field(None, description="Model id sent in requests (ANTHROPIC_MODEL), e.g. kimi-k2.5.")
+    opusModel: str | None = Field(None, description="ANTHROPIC_DEFAULT_OPUS_MODEL; defaults to model.")
+    sonnetModel: str | None = Field(None, description="ANTHROPIC_DEFAULT_SONNET_MODEL; defaults to model.")
+    haikuModel: str | None = Field(None, description="ANTHROPIC_DEFAULT_HAIKU_MODEL and ANTHROPIC_SMALL_FAST_MODEL; defaults to model.")
+    subagentModel: str | None = Field(None, description="CLAUDE_CODE_SUBAGENT_MODEL; defaults to model.")
+    contextWindow: int | None = Field(None, ge=1024, description="CLAUDE_CODE_MAX_CONTEXT_TOKENS.")
+    maxTokens: int | None = Field(None, ge=1, description="CLAUDE_CODE_MAX_OUTPUT_TOKENS.")
+    timeoutMs: int | None = Field(None, ge=MIN_TIMEOUT_MS, description="API_TIMEOUT_MS (at least 120000).")
+    authHeader: Literal["x-api-key", "bearer"] | None = Field(
+        None, description="x-api-key sets ANTHROPIC_API_KEY (Kimi); bearer sets ANTHROPIC_AUTH_TOKEN."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the child.")
+    maxConcurrent: int | None = Field(None, ge=1, description="Concurrent runs on this backend (plans rate-limit).")
+
+
+class RouteSettings(_Strict):
+    """Which backend an agent's spawns use."""
+
+    backend: str = Field(description="Backend name (e.g. kimi, anthropic, passthrough).")
+    model: str | None = Field(None, description="Model id on that backend; defaults to the backend's model.")
+
+
+class LimitSettings(_Strict):
+    maxConcurrent: int = Field(8, ge=1, description="Runs at once over all backends (OpenClaw's default is 8).")
+    backendMaxConcurrent: int = Field(2, ge=1, description="Default runs at once per backend.")
+    perBackend: dict[str, int] = Field(default_factory=dict, description="Per-backend overrides of backendMaxConcurrent.")
+    runTimeoutSeconds: int = Field(1800, ge=0, description="Default wall-clock limit of a run; 0 means none.")
+    graceSeconds: float = Field(5.0, ge=0, le=120, description="Wait between SIGTERM and SIGKILL.")
+
+
+class HarnessSettings(_Strict):
+    command: str | None = Field(None, description="Path of the claude binary; default: KIMI_ACP_CLAUDE, PATH, local installs.")
+    args: list[str] = Field(default_factory=list, description="Extra arguments for Claude Code.")
+    permissionMode: PermissionMode = Field(
+        "approve-edits",
+        description="approve-all=bypassPermissions, approve-edits=acceptEdits, approve-reads=default, deny-all=dontAsk.",
+    )
+    allowRootBypass: bool = Field(
+        False, description="Set IS_SANDBOX=1 so approve-all works as root. Only on machines that are sandboxes."
+    )
+    targets: list[str] = Field(
+        default_factory=lambda: ["claude", "kimi-acp", "claude-kimi"],
+        description="ACP agent ids (harness aliases) that kimi-acp handles.",
+    )
+
+
+class GatewayReportSettings(_Strict):
+    url: str | None = Field(None, description="Gateway base URL, e.g. http://127.0.0.1:18789 (loopback or https).")
+    path: str = Field("/hooks/agent", description="Hook path on the gateway.")
+    token: SecretStr | None = Field(None, description="Hooks bearer token; default from tokenEnv.")
+    tokenEnv: str = Field("OPENCLAW_HOOKS_TOKEN", description="Variable holding the hooks token.")
+    deliver: bool = Field(True, description="Ask the gateway to deliver the parent's reply to its channel.")
+
+
+class ReportSettings(_Strict):
+    gateway: GatewayReportSettings = Field(default_factory=GatewayReportSettings)
+
+
+class KimiAcpSettings(_Strict):
+    """kimi-acp's section: ``plugins.entries.kimi-acp.config`` in openclaw.json."""
+
+    defaultBackend: str | None = Field(None, description="Global default backend for ACP spawns (e.g. kimi).")
+    agents: dict[str, RouteSettings] = Field(default_factory=dict, description="Per requesting agent: its spawns' backend.")
+    targets: dict[str, RouteSettings] = Field(
+        default_factory=dict, description="Per target ACP agent (harness alias): its default backend."
+    )
+    backends: dict[str, BackendSettings] = Field(default_factory=dict, description="Extra or overriding backends.")
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    harness: HarnessSettings = Field(default_factory=HarnessSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
+
+    @field_validator("backends")
+    @classmethod
+    def _no_passthrough_override(cls, v: dict[str, BackendSettings]) -> dict[str, BackendSettings]:
+        if "passthrough" in v:
+            raise ValueError("'passthrough' is reserved: it means inject nothing and scrub nothing")
+        return v
+
+
+SENSITIVE_FIELDS = ["backends.*.apiKey", "report.gateway.token"]
