@@ -1,0 +1,46 @@
+"""The built-in harness: Claude Code in print mode, stream-json out, the task on stdin.
+
+Registered by the :class:`~kimi_acp.spawn.Spawner` with the config's ``harness``
+settings; it answers ``kimi_acp_harness_command`` last, so a third-party plugin
+can supply another harness command.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..hookspecs import hookimpl
+
+
+class ClaudeCodeHarness:
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self._claude: str | None = None
+
+    def claude(self) -> str:
+        from ..harness.claude_code import find_claude
+
+        if self._claude is None:
+            self._claude = find_claude(self.settings.command)
+        return self._claude
+
+    @hookimpl(trylast=True)
+    def kimi_acp_spawn_env(self, request: Any, backend: Any) -> dict[str, str] | None:
+        from ..harness.claude_code import permission_args
+
+        _, env = permission_args(self.settings.permissionMode, allow_root_bypass=self.settings.allowRootBypass)
+        return env or None
+
+    @hookimpl(trylast=True)
+    def kimi_acp_harness_command(self, request: Any, backend: Any) -> list[str]:
+        from ..harness.claude_code import build_argv
+
+        argv, _ = build_argv(
+            self.claude(),
+            model=request.model,
+            resume=request.resumeSessionId,
+            permission=self.settings.permissionMode,
+            allow_root_bypass=self.settings.allowRootBypass,
+            extra_args=self.settings.args,
+        )
+        return argv

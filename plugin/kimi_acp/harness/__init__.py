@@ -1,0 +1,1 @@
+"""Harnesses: what kimi-acp knows about the agent CLIs it supervises (today: Claude Code)."""

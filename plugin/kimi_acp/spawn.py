@@ -1,0 +1,499 @@
+"""The spawn request and the spawner: the one-line story, as code.
+
+A spawn request comes in (:class:`SpawnRequest`, modelled 1:1 on OpenClaw's
+``sessions_spawn``, plus ``env``), a backend is chosen (:mod:`.routing`), a clean
+environment is built (:mod:`.environment`), Claude Code runs under supervision
+(:mod:`.supervisor`), and its result is committed to the store (:mod:`.store`)
+before it goes back to the session that asked (:mod:`.report`).
+
+``await spawner.spawn(request, context)`` answers at once with OpenClaw's shape
+(``{"status": "accepted", "childSessionKey", "runId", ...}`` or
+``{"status": "error"|"forbidden", "errorCode", "error"}``);
+``await spawner.wait(run_id)`` gives the :class:`~.report.RunResult`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import KimiAcpError, MissingKeyError, SpawnBlocked, UnknownNameError
+from .redact import redact
+from .report import GatewayReporter, RunResult, flush_outbox, outbox_entries
+
+DEFAULT_TARGET = "claude"
+ACCEPTED_NOTE = "initial ACP task queued in isolated session; kimi-acp reports the result back to the requester session"
+
+
+class Attachment(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    content: str
+    encoding: Literal["utf8", "base64"] | None = None
+    mimeType: str | None = None
+
+
+class SpawnRequest(BaseModel):
+    """OpenClaw's ``sessions_spawn`` arguments (unknown keys ignored), plus ``env``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    task: str = Field(min_length=1)
+    runtime: Literal["subagent", "acp"] = "subagent"
+    label: str | None = None
+    taskName: str | None = Field(None, pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    agentId: str | None = None
+    model: str | None = None
+    thinking: str | None = None
+    cwd: str | None = None
+    runTimeoutSeconds: int | None = Field(None, ge=0)
+    mode: Literal["run", "session"] = "run"
+    cleanup: Literal["delete", "keep"] = "keep"
+    expectsCompletionMessage: bool = True
+    resumeSessionId: str | None = None
+    streamTo: Literal["parent"] | None = None
+    thread: bool | None = None
+    attachments: list[Attachment] = Field(default_factory=list, max_length=50)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class SpawnContext(BaseModel):
+    """Who asked: the requester's agent id and session key, and its ``/model`` choice if known."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    requesterAgentId: str | None = None
+    requesterSessionKey: str | None = None
+    sessionModel: str | None = None  # OpenClaw's providerOverride/modelOverride for the requester session
+
+
+def error_answer(code: str, message: str, *, status: str = "error", run_id: str | None = None, child_key: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": status, "errorCode": code, "error": redact(message)}
+    if child_key:
+        out["childSessionKey"] = child_key
+    if run_id:
+        out["runId"] = run_id
+    return out
+
+
+class Spawner:
+    """Runs spawn requests. Use as ``async with Spawner() as spawner:``.
+
+    Everything is injectable for embedding hosts and tests: the loaded config, the
+    store, the plugin manager, the parent environment, the gateway transport.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Any = None,
+        config_path: str | os.PathLike[str] | None = None,
+        store: Any = None,
+        pm: Any = None,
+        environ: Mapping[str, str] | None = None,
+        gateway_transport: Any = None,
+        recover: bool = True,
+    ) -> None:
+        from .config import load_config
+        from .plugins import get_plugin_manager
+
+        self.environ = dict(os.environ if environ is None else environ)
+        self.config = config if config is not None else load_config(config_path, environ=self.environ)
+        self.pm = pm if pm is not None else get_plugin_manager()
+        self._own_store = store is None
+        if store is None:
+            from .store import Store
+
+            store = Store()
+        self.store = store
+        self._recover = recover
+        self._gateway_transport = gateway_transport
+        self._events: dict[str, anyio.Event] = {}
+        self._results: dict[str, RunResult] = {}
+        self._tg: Any = None
+        self._supervisor: Any = None
+        self._reporter: GatewayReporter | None = None
+        self._outbox_wakeup: anyio.Event | None = None
+        self._harness: Any = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> Spawner:
+        from .default_plugins.claude_code import ClaudeCodeHarness
+        from .supervisor import Supervisor, kill_run_processes
+
+        limits = self.config.settings.limits
+        caps = {n: b.max_concurrent for n, b in self.config.backends.items() if b.max_concurrent}
+        caps.update(limits.perBackend)
+        self._supervisor = Supervisor(
+            max_concurrent=limits.maxConcurrent,
+            backend_caps=caps,
+            default_backend_cap=limits.backendMaxConcurrent,
+            grace=limits.graceSeconds,
+        )
+        self._harness = ClaudeCodeHarness(self.config.settings.harness)
+        if not self.pm.is_registered(self._harness):
+            self.pm.register(self._harness, name=f"kimi_acp.claude_code.{id(self)}")
+        if self._recover:
+            settings = self.config.settings
+            self.store.recover(
+                kill=lambda rec: kill_run_processes(rec.run_id, rec.pgid),
+                outbox_for=lambda rec: outbox_entries(
+                    result_from_record(rec, self.store), settings, expects_completion=bool(rec.expects_completion)
+                ),
+            )
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        if self.config.settings.report.gateway.url:
+            self._reporter = GatewayReporter(self.config.settings, self.environ, transport=self._gateway_transport)
+            self._outbox_wakeup = anyio.Event()
+            self._tg.start_soon(self._outbox_loop)
+        self._tg.start_soon(self._cancel_watch)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        try:
+            await self._supervisor.aclose()
+            self._tg.cancel_scope.cancel()
+            try:
+                return await self._tg.__aexit__(*exc)
+            except BaseExceptionGroup as group:
+                # The body's own exception, wrapped by the task group: give it back as it was.
+                if exc[1] is not None and all(e is exc[1] for e in group.exceptions):
+                    raise exc[1] from None
+                raise
+        finally:
+            if self._reporter is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._reporter.aclose()
+            if self.pm.is_registered(self._harness):
+                self.pm.unregister(self._harness)
+            if self._own_store:
+                self.store.close()
+
+    # ------------------------------------------------------------------ the front
+    async def spawn(self, request: SpawnRequest | Mapping[str, Any], context: SpawnContext | Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Accept (or refuse) a spawn; returns at once, the run goes on in the background."""
+        if self._tg is None:
+            raise RuntimeError("use the Spawner as `async with Spawner() as spawner:`")
+        try:
+            req = request if isinstance(request, SpawnRequest) else SpawnRequest.model_validate(dict(request))
+            ctx = context if isinstance(context, SpawnContext) else SpawnContext.model_validate(dict(context or {}))
+        except ValidationError as exc:
+            msg = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors())
+            return error_answer("spawn_failed", f"invalid spawn request: {msg}")
+        if req.runtime != "acp":
+            return {"status": "ignored", "reason": f"runtime '{req.runtime}' is OpenClaw's own; kimi-acp acts on runtime='acp' only"}
+        prepared = self.prepare(req, ctx)
+        rec = prepared["record"]
+        if "error" in prepared:
+            return prepared["error"]
+        spec = prepared["spec"]
+        self._events[rec.run_id] = anyio.Event()
+        self._tg.start_soon(self._run, rec, spec, req)
+        return {
+            "status": "accepted",
+            "childSessionKey": rec.child_session_key,
+            "runId": rec.run_id,
+            "mode": req.mode,
+            "runTimeoutSeconds": rec.run_timeout_seconds,
+            "expectsCompletionMessage": req.expectsCompletionMessage,
+            "backend": rec.backend,
+            "model": rec.model,
+            "reason": rec.reason,
+            "note": ACCEPTED_NOTE,
+        }
+
+    def prepare(self, req: SpawnRequest, ctx: SpawnContext) -> dict[str, Any]:
+        """Hooks, routing, env and argv for one request; every failure is recorded in the store."""
+        from .environment import build_child_env
+        from .routing import check_agent, resolve
+        from .store import RunRecord, current_owner
+        from .supervisor import ProcessSpec
+
+        settings = self.config.settings
+        target = req.agentId or self._default_target()
+        run_id = str(uuid.uuid4())
+        owner_pid, owner_start = current_owner()
+        timeout = req.runTimeoutSeconds if req.runTimeoutSeconds is not None else settings.limits.runTimeoutSeconds
+        rec = RunRecord(
+            run_id=run_id,
+            child_session_key=f"agent:{target}:acp:{uuid.uuid4()}",
+            status="queued",
+            task=req.task,
+            label=req.label or req.taskName,
+            agent_id=target,
+            requester_agent_id=ctx.requesterAgentId,
+            requester_session_key=ctx.requesterSessionKey,
+            cwd=req.cwd,
+            mode=req.mode,
+            run_timeout_seconds=min(timeout, 86_400),
+            created_at=time.time(),
+            owner_pid=owner_pid,
+            owner_start=owner_start,
+            expects_completion=req.expectsCompletionMessage,
+        )
+
+        def fail(code: str, message: str, status: str = "error") -> dict[str, Any]:
+            rec.status = "error"
+            rec.error = message
+            rec.ended_at = time.time()
+            self.store.create_run(rec)
+            return {"record": rec, "error": error_answer(code, message, status=status, run_id=run_id, child_key=rec.child_session_key)}
+
+        try:
+            for impl in reversed(self.pm.hook.kimi_acp_before_spawn.get_hookimpls()):
+                answer = impl.function(request=req, context=ctx)
+                if isinstance(answer, str):
+                    raise SpawnBlocked(answer)
+                if isinstance(answer, SpawnRequest):
+                    req = answer
+            if ctx.requesterAgentId:
+                check_agent(self.config, ctx.requesterAgentId)
+            stored = None
+            if ctx.requesterSessionKey:
+                from .sessions import SessionModels
+
+                with SessionModels(self.store.state_dir) as table:
+                    stored = table.get(ctx.requesterSessionKey)
+            route = resolve(
+                self.config,
+                model=req.model,
+                requester_agent=ctx.requesterAgentId,
+                target=target,
+                session_key=ctx.requesterSessionKey,
+                session_model=ctx.sessionModel,
+                stored_session_model=stored,
+            )
+            rec.backend, rec.model, rec.reason = route.name, route.model, route.reason
+            key = None if route.backend.passthrough else route.backend.resolve_key(self.environ)
+            routed = req.model_copy(update={"model": route.model})
+            plugin_env = self.pm.hook.kimi_acp_spawn_env(request=routed, backend=route.backend)
+            child = build_child_env(self.environ, route.backend, key=key, model=route.model, request_env=req.env, plugin_env=plugin_env)
+            argv = self.pm.hook.kimi_acp_harness_command(request=routed, backend=route.backend)
+            if not argv:
+                raise KimiAcpError("no harness answered kimi_acp_harness_command")
+            if req.cwd and not os.path.isdir(req.cwd):
+                return fail("cwd_resolution_failed", f"cwd '{req.cwd}' is not a directory")
+        except SpawnBlocked as exc:
+            return fail("runtime_policy", f"blocked by a kimi_acp_before_spawn hook: {exc}", status="forbidden")
+        except UnknownNameError as exc:
+            code = "agent_forbidden" if "agent" in str(exc).split("'")[0] else "spawn_failed"
+            return fail(code, str(exc))
+        except MissingKeyError as exc:
+            return fail("spawn_failed", str(exc))
+        except KimiAcpError as exc:
+            return fail("spawn_failed", str(exc))
+        if key:
+            redact.add(key)  # every printer, logger and the store mask it from now on
+        self.store.create_run(rec)
+        spec = ProcessSpec(
+            run_id=run_id,
+            argv=list(argv),
+            env=child.env,
+            stdin=req.task.encode("utf-8"),
+            cwd=req.cwd,
+            timeout=rec.run_timeout_seconds or None,
+            backend=route.name,
+        )
+        return {"record": rec, "spec": spec, "route": route}
+
+    def _default_target(self) -> str:
+        acp = self.config.data.get("acp") if isinstance(self.config.data.get("acp"), dict) else {}
+        target = acp.get("defaultAgent") if isinstance(acp, dict) else None
+        return target if isinstance(target, str) and target else DEFAULT_TARGET
+
+    # ------------------------------------------------------------------ running
+    async def _run(self, rec: Any, spec: Any, req: SpawnRequest) -> None:
+        from .harness.claude_code import StreamState, summarize
+
+        state = StreamState()
+        store = self.store
+        hook = self.pm.hook
+
+        def on_started(pid: int, pgid: int) -> None:
+            rec.status, rec.pid, rec.pgid, rec.started_at = "running", pid, pgid, time.time()
+            store.update_run(rec.run_id, status="running", pid=pid, pgid=pgid, started_at=rec.started_at)
+            hook.kimi_acp_run_event(run=rec, event={"type": "status", "status": "running", "pid": pid})
+
+        def on_line(line: str) -> str | None:
+            store.append_transcript(rec.run_id, line)
+            event = state.feed(line)
+            if event is not None:
+                hook.kimi_acp_run_event(run=rec, event=event)
+            return state.fatal
+
+        try:
+            outcome = await self._supervisor.run(spec, on_line=on_line, on_started=on_started)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                self._finish(rec, req, "cancelled", error="the spawner shut down while the run was active", exit_code=None, state=state)
+            raise
+        summary = summarize(state, exit_code=outcome.exit_code, stderr_tail=outcome.stderr_tail)
+        cancel_requested = outcome.cancelled or self._cancel_requested(rec.run_id)
+        if cancel_requested:
+            status, error = "cancelled", "cancelled on request"
+        elif outcome.timed_out:
+            status, error = "timeout", f"the run exceeded its time limit of {spec.timeout:g} s and was killed"
+        elif outcome.killed_reason:
+            status, error = ("rate_limited" if state.rate_limited else "error"), outcome.killed_reason.removeprefix("fatal: ")
+        else:
+            status, error = summary.status, summary.error
+        self._finish(rec, req, status, error=error, exit_code=outcome.exit_code, state=state, summary=summary,
+                     started=outcome.started_at, ended=outcome.ended_at)
+
+    def _cancel_requested(self, run_id: str) -> bool:
+        try:
+            return bool(self.store.get_run(run_id).cancel_requested)
+        except KimiAcpError:
+            return False
+
+    def _finish(self, rec: Any, req: SpawnRequest, status: str, *, error: str | None, exit_code: int | None,
+                state: Any, summary: Any = None, started: float | None = None, ended: float | None = None) -> RunResult:
+        ended = ended or time.time()
+        duration = int((ended - started) * 1000) if started else None
+        if summary is not None and summary.duration_ms and status == "ok":
+            duration = duration or summary.duration_ms
+        result = RunResult(
+            runId=rec.run_id,
+            childSessionKey=rec.child_session_key,
+            status=status,
+            result=(summary.text if summary is not None else "") or "",
+            error=error,
+            backend=rec.backend,
+            model=rec.model,
+            reason=rec.reason,
+            usage=(summary.usage if summary is not None else {}) or {},
+            costUsd=summary.cost_usd if summary is not None else None,
+            durationMs=duration,
+            sessionId=(summary.session_id if summary is not None else None) or state.session_id,
+            numTurns=summary.num_turns if summary is not None else state.turns,
+            exitCode=exit_code,
+            task=rec.task,
+            label=rec.label,
+            requesterSessionKey=rec.requester_session_key,
+            requesterAgentId=rec.requester_agent_id,
+            transcript=str(self.store.transcript_path(rec.run_id)),
+        )
+        entries = outbox_entries(result, self.config.settings, expects_completion=req.expectsCompletionMessage)
+        # The result is committed (with its deliveries) before anyone is told.
+        self.store.finish_run(
+            rec.run_id,
+            status=status,
+            exit_code=exit_code,
+            result_text=result.result,
+            error=error,
+            usage=result.usage,
+            cost_usd=result.costUsd,
+            duration_ms=duration,
+            claude_session_id=result.sessionId,
+            num_turns=result.numTurns,
+            outbox=entries,
+        )
+        self.store.close_transcript(rec.run_id)
+        rec.status = status
+        self._results[rec.run_id] = result
+        if req.expectsCompletionMessage:
+            self.pm.hook.kimi_acp_run_finished(run=rec, result=result)
+        event = self._events.get(rec.run_id)
+        if event is not None:
+            event.set()
+        if entries and self._outbox_wakeup is not None:
+            self._outbox_wakeup.set()
+        return result
+
+    # ------------------------------------------------------------------ waiting and cancelling
+    async def wait(self, run_id: str, timeout: float | None = None) -> RunResult:
+        """The run's result, once it has one (from memory, or the store for other processes' runs)."""
+        with anyio.fail_after(timeout):
+            event = self._events.get(run_id)
+            if event is not None:
+                await event.wait()
+                return self._results[run_id]
+            return await wait_in_store(self.store, run_id)
+
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel a queued or running run (its whole process group)."""
+        self.store.request_cancel(run_id)
+        return self._supervisor.cancel(run_id)
+
+    async def _cancel_watch(self) -> None:
+        """Honour ``kimi-acp kill`` from other processes: it sets cancel_requested in the store."""
+        while True:
+            await anyio.sleep(0.5)
+            for run_id, event in list(self._events.items()):
+                if not event.is_set() and self._supervisor.status(run_id) and self._cancel_requested(run_id):
+                    self._supervisor.cancel(run_id)
+
+    async def _outbox_loop(self) -> None:
+        assert self._reporter is not None and self._outbox_wakeup is not None
+        from .report import backoff
+
+        attempt = 0
+        while True:
+            delivered, failed = await flush_outbox(self.store, self._reporter)
+            pending = self.store.outbox_pending()
+            if failed:
+                attempt += 1
+            elif delivered:
+                attempt = 0
+            delay = backoff(attempt) if pending else 3600.0
+            if pending:
+                nxt = min(item.next_attempt_at for item in pending)
+                delay = max(0.05, min(delay, nxt - time.time()))
+            self._outbox_wakeup = anyio.Event()
+            with anyio.move_on_after(delay):
+                await self._outbox_wakeup.wait()
+
+    async def flush_outbox(self) -> tuple[int, int]:
+        """Deliver every due outbox item now (gateway reporter configured)."""
+        if self._reporter is None:
+            return (0, 0)
+        return await flush_outbox(self.store, self._reporter)
+
+    def result_of(self, run_id: str) -> RunResult:
+        return result_from_record(self.store.get_run(run_id), self.store)
+
+
+def result_from_record(rec: Any, store: Any) -> RunResult:
+    return RunResult(
+        runId=rec.run_id,
+        childSessionKey=rec.child_session_key,
+        status=rec.status,
+        result=rec.result_text or "",
+        error=rec.error,
+        backend=rec.backend,
+        model=rec.model,
+        reason=rec.reason,
+        usage=rec.usage or {},
+        costUsd=rec.cost_usd,
+        durationMs=rec.duration_ms,
+        sessionId=rec.claude_session_id,
+        numTurns=rec.num_turns,
+        exitCode=rec.exit_code,
+        task=rec.task,
+        label=rec.label,
+        requesterSessionKey=rec.requester_session_key,
+        requesterAgentId=rec.requester_agent_id,
+        transcript=str(store.transcript_path(rec.run_id)),
+    )
+
+
+async def wait_in_store(store: Any, run_id: str, poll: float = 0.2) -> RunResult:
+    """Poll the store until the run is terminal (runs owned by another process)."""
+    from .store import TERMINAL
+
+    while True:
+        rec = store.get_run(run_id)
+        if rec.status in TERMINAL:
+            return result_from_record(rec, store)
+        if rec.status in ("queued", "running"):
+            recovered = store.recover()
+            if any(r.run_id == run_id for r in recovered):
+                continue
+        await anyio.sleep(poll)

@@ -1,0 +1,111 @@
+"""A stand-in for the OpenClaw gateway's ``POST /hooks/agent`` on 127.0.0.1.
+
+Used by the demo and the tests: it checks the bearer token, records every
+delivery, answers ``{"ok": true, "runId": ...}``, and can be stopped and
+started again on the same port (a gateway that goes down and comes back).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Delivery:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class GatewayStub:
+    def __init__(self, *, token: str | None = "hooks-token-local", host: str = "127.0.0.1", port: int = 0) -> None:
+        self.token = token
+        self.host = host
+        self.port = port
+        self.deliveries: list[Delivery] = []
+        self.failures = 0
+        self.fail_next = 0  # answer the next N requests with 503
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._delivered = threading.Condition(self._lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> GatewayStub:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self, status: int, obj: dict[str, Any]) -> None:
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length)
+                if not self.path.startswith("/hooks/"):
+                    return self._answer(404, {"ok": False, "error": "not found"})
+                if stub.token and self.headers.get("authorization") != f"Bearer {stub.token}":
+                    return self._answer(401, {"ok": False, "error": "unauthorized"})
+                with stub._lock:
+                    if stub.fail_next > 0:
+                        stub.fail_next -= 1
+                        stub.failures += 1
+                        fail = True
+                    else:
+                        fail = False
+                if fail:
+                    return self._answer(503, {"ok": False, "error": "gateway busy"})
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    return self._answer(400, {"ok": False, "error": "invalid json"})
+                with stub._lock:
+                    stub.deliveries.append(Delivery(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    stub._delivered.notify_all()
+                return self._answer(200, {"ok": True, "runId": str(uuid.uuid4())})
+
+        server = ThreadingHTTPServer((self.host, self.port), Handler)
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def wait_for(self, n: int, timeout: float = 10.0) -> list[Delivery]:
+        with self._lock:
+            if not self._delivered.wait_for(lambda: len(self.deliveries) >= n, timeout=timeout):
+                raise TimeoutError(f"expected {n} deliveries, got {len(self.deliveries)}")
+            return list(self.deliveries)
+
+    def __enter__(self) -> GatewayStub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
