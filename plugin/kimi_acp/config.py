@@ -306,6 +306,107 @@ def _validation_error(exc: Any, path: Path, text: str) -> ConfigError:
     return ConfigError("\n".join(lines))
 
 
+_SECRET = "\u0000secret"
+
+
+class _View(dict):  # type: ignore[type-arg]
+    """Attribute access over validated settings (the cached fast path; see validate_settings)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class _Secret(str):
+    def get_secret_value(self) -> str:
+        return str(self)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+
+def _settings_fingerprint(section: dict[str, Any]) -> str:
+    import hashlib
+    import json
+
+    model_src = (Path(__file__).parent / "settings.py").read_bytes()
+    h = hashlib.sha256(model_src)
+    h.update(json.dumps(section, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _rebuild(dump: Any, raw: Any) -> Any:
+    """The cached dump, with secrets put back from the live section, as attribute views."""
+    if isinstance(dump, dict):
+        raw = raw if isinstance(raw, dict) else {}
+        return _View({k: _rebuild(v, raw.get(k)) for k, v in dump.items()})
+    if isinstance(dump, list):
+        return [_rebuild(v, None) for v in dump]
+    if dump == _SECRET:
+        return _Secret(raw) if isinstance(raw, str) else None
+    return dump
+
+
+def _strip_secrets(obj: Any) -> Any:
+    from pydantic import SecretStr
+
+    if isinstance(obj, dict):
+        return {k: _strip_secrets(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_strip_secrets(v) for v in obj]
+    if isinstance(obj, SecretStr):
+        return _SECRET
+    return obj
+
+
+def validate_settings(section: dict[str, Any], path: Path, text: str, environ: Mapping[str, str]) -> Any:
+    """Validate our section with pydantic (strict).
+
+    Importing pydantic and building the models costs ~100 ms, more than the rest of
+    ``kimi-acp env``. A section that validated before (same content, same model source)
+    is taken from a small cache in the state dir: its validated form with the secrets
+    left out (they are put back from the live section). The cache holds no secret.
+    """
+    import json
+
+    cache = None
+    fingerprint = _settings_fingerprint(section)
+    if not environ.get("KIMI_ACP_NO_SETTINGS_CACHE"):
+        from .sessions import state_dir
+
+        cache = state_dir(dict(environ)) / "settings-cache.json"
+        try:
+            cached = json.loads(cache.read_text())
+            if cached.get("fingerprint") == fingerprint:
+                return _rebuild(cached["settings"], section)
+        except (OSError, ValueError, KeyError, AttributeError):
+            pass
+
+    from pydantic import ValidationError
+
+    from .settings import KimiAcpSettings
+
+    try:
+        settings = KimiAcpSettings.model_validate(section)
+    except ValidationError as exc:
+        raise _validation_error(exc, path, text) from None
+    if cache is not None:
+        try:
+            from .sessions import ensure_state_dir
+
+            ensure_state_dir(cache.parent)
+            tmp = cache.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"fingerprint": fingerprint, "settings": _strip_secrets(settings.model_dump())}, f)
+            os.replace(tmp, cache)
+        except OSError:
+            pass
+    return settings
+
+
 def load_config(
     path: str | Path | None = None,
     *,
@@ -334,17 +435,10 @@ def load_config(
     missing: set[str] = set()
     data = substitute(data, env, missing)
 
-    from pydantic import ValidationError
-
-    from .settings import KimiAcpSettings
-
     section = _dig(data, SECTION_PATH)
     if section is not None and not isinstance(section, dict):
         raise ConfigError(f"{cfg_path}: {SECTION}: must be an object")
-    try:
-        settings = KimiAcpSettings.model_validate(section or {})
-    except ValidationError as exc:
-        raise _validation_error(exc, cfg_path, text) from None
+    settings = validate_settings(section or {}, cfg_path, text, env)
 
     if presets is None:
         from .plugins import registered_backends
