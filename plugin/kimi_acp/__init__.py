@@ -8,3 +8,11 @@ that asked — durably.
 __version__ = "0.1.0"
 
 PROJECT = "kimi_acp"
+
+
+def __getattr__(name: str):  # lazy: `from kimi_acp import hookimpl` without importing pluggy at start-up
+    if name == "hookimpl":
+        from .hookspecs import hookimpl
+
+        return hookimpl
+    raise AttributeError(name)
