@@ -90,7 +90,7 @@ def find_key_line(text: str, path: Iterable[str | int]) -> int | None:
     for part in path:
         if isinstance(part, int):
             continue
-        m = re.compile(r"""(["']?)""" + re.escape(str(part)) + r"""\1\s*:""").search(text, pos)
+        m = re.compile(r"""(?<![\w$-])(["']?)""" + re.escape(str(part)) + r"""\1\s*:""").search(text, pos)
         if not m:
             return found
         pos = m.end()

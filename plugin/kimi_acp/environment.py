@@ -130,5 +130,4 @@ def build_child_env(
             else:
                 changed[name] = value
     env.update(changed)
-    unset = [n for n in unset if n not in changed]
     return ChildEnv(env=env, set=changed, unset=unset, secrets=secrets)

@@ -30,11 +30,11 @@ def build_plugin_manager(*, entrypoints: bool | None = None, extra: tuple[Any, .
         entrypoints = not os.environ.get("KIMI_ACP_DISABLE_ENTRYPOINTS")
     if entrypoints:
         pm.load_setuptools_entrypoints(PROJECT)
+    for plugin in extra:  # like entry points: before the defaults, so their registrations win
+        pm.register(plugin)
     for modname in DEFAULT_PLUGINS:
         if not pm.is_blocked(modname):
             pm.register(importlib.import_module(modname), name=modname)
-    for plugin in extra:
-        pm.register(plugin)
     pm.check_pending()
     return pm
 

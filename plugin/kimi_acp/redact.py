@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-_PREFIX = re.compile(r"^(sk-[a-z]+-|sk-)")
+_PREFIX = re.compile(r"^(sk-[a-z]{1,8}-|sk-)")  # a short family prefix (sk-kimi-, sk-ant-), never a secret
 # Names of variables whose values are secrets.
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIALS?|HEADERS)$", re.I)
 # Things that look like keys wherever they appear in free text.

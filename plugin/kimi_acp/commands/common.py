@@ -39,7 +39,7 @@ def route_for(cfg: Any, args: Any):  # type: ignore[no-untyped-def]
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def environ() -> dict[str, str]:

@@ -69,7 +69,7 @@ def mask_key(key: str | None) -> str:
     """``sk-kimi-abcdef…1234`` style masking; never returns the secret part."""
     if not key:
         return ""
-    m = re.match(r"^(sk-[a-z]+-|sk-)", key)
+    m = re.match(r"^(sk-[a-z]{1,8}-|sk-)", key)
     prefix = m.group(1) if m else ""
     tail = key[-4:] if len(key) - len(prefix) > 8 else ""
     return f"{prefix}…{tail}"

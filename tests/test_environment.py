@@ -1,0 +1,229 @@
+"""The child's environment: scrub, backend variables, request env, plugin env."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kimi_acp.backends import PASSTHROUGH_BACKEND, Backend, ModelInfo
+from kimi_acp.default_plugins.kimi import PRESET as KIMI
+from kimi_acp.environment import SCRUBBED, backend_variables, build_child_env
+from kimi_acp.redact import mask
+
+KEY = "sk-kimi-test0000000000000000000000000000abcd"
+
+PARENT = {
+    "PATH": "/usr/bin:/bin",
+    "HOME": "/home/u",
+    "LANG": "C.UTF-8",
+    "ANTHROPIC_API_KEY": "sk-ant-parent-0000000000000000000000",
+    "ANTHROPIC_AUTH_TOKEN": "parent-oauth-token-000000",
+    "ANTHROPIC_BASE_URL": "https://api.anthropic.com",
+    "ANTHROPIC_MODEL": "claude-opus-4",
+    "ANTHROPIC_CUSTOM_HEADERS": "x-a: b",
+    "CLAUDE_CODE_USE_BEDROCK": "1",
+    "CLAUDE_CODE_OAUTH_TOKEN": "oauth-000000000000",
+    "API_TIMEOUT_MS": "1000",
+    "KIMI_API_KEY": KEY,
+    "OPENCLAW_HOOKS_TOKEN": "hooks-000000000000",
+}
+
+
+def test_scrubbed_variables_are_removed_for_a_backend():
+    child = build_child_env(PARENT, KIMI, key=KEY)
+    for name in ("ANTHROPIC_CUSTOM_HEADERS", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_OAUTH_TOKEN",
+                 "KIMI_API_KEY", "OPENCLAW_HOOKS_TOKEN", "ANTHROPIC_AUTH_TOKEN"):
+        assert name not in child.env, name
+        assert name in child.unset, name
+    # everything else is inherited
+    for name in ("PATH", "HOME", "LANG"):
+        assert child.env[name] == PARENT[name]
+    # every scrubbed name that the parent had is either gone or replaced by the backend's value
+    for name in SCRUBBED:
+        if name in PARENT:
+            assert child.env.get(name) != PARENT[name], name
+
+
+def test_inherited_anthropic_credentials_are_unset_and_replaced():
+    """The issue's rule: inherited ANTHROPIC_AUTH_TOKEN / ANTHROPIC_API_KEY are listed in
+    ``unset`` and replaced (ANTHROPIC_API_KEY = the Kimi key, no ANTHROPIC_AUTH_TOKEN set)."""
+    child = build_child_env(PARENT, KIMI, key=KEY)
+    assert "ANTHROPIC_AUTH_TOKEN" in child.unset
+    assert "ANTHROPIC_API_KEY" in child.unset
+    assert child.set["ANTHROPIC_API_KEY"] == KEY
+    assert child.env["ANTHROPIC_API_KEY"] == KEY
+    assert "ANTHROPIC_AUTH_TOKEN" not in child.set
+    assert "ANTHROPIC_AUTH_TOKEN" not in child.env
+
+
+def test_passthrough_keeps_everything():
+    child = build_child_env(PARENT, PASSTHROUGH_BACKEND, key=None)
+    assert child.env == PARENT
+    assert child.set == {} and child.unset == [] and child.secrets == []
+
+
+def test_passthrough_still_applies_request_and_plugin_env():
+    child = build_child_env(PARENT, PASSTHROUGH_BACKEND, key=None, request_env={"A": "1"}, plugin_env=[{"LANG": None}])
+    assert child.env["A"] == "1"
+    assert "LANG" not in child.env
+    assert child.env["ANTHROPIC_API_KEY"] == PARENT["ANTHROPIC_API_KEY"]
+
+
+def test_a_key_is_required_for_a_real_backend():
+    with pytest.raises(ValueError, match="key"):
+        build_child_env(PARENT, KIMI, key=None)
+
+
+def test_kimi_backend_variables():
+    child = build_child_env({}, KIMI, key=KEY)
+    assert child.set == {
+        "ANTHROPIC_BASE_URL": "https://api.kimi.com/coding",
+        "ANTHROPIC_API_KEY": KEY,
+        "ANTHROPIC_MODEL": "kimi-k2.5",
+        "ANTHROPIC_DEFAULT_OPUS_MODEL": "kimi-k2.5",
+        "ANTHROPIC_DEFAULT_SONNET_MODEL": "kimi-k2.5",
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": "kimi-k2.5",
+        "ANTHROPIC_SMALL_FAST_MODEL": "kimi-k2.5",
+        "CLAUDE_CODE_SUBAGENT_MODEL": "kimi-k2.5",
+        "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "262144",
+        "API_TIMEOUT_MS": "600000",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "ENABLE_TOOL_SEARCH": "false",
+    }
+    assert child.env == child.set
+    assert child.secrets == [KEY]
+    assert child.masked_set()["ANTHROPIC_API_KEY"] == "sk-kimi-…abcd"
+
+
+def test_model_tiers_and_subagent_model():
+    b = Backend(
+        name="corp", base_url="http://127.0.0.1:9/", model="big",
+        opus_model="huge", sonnet_model="mid", haiku_model="small", subagent_model="sub",
+    )
+    v = backend_variables(b, "k" * 20)
+    assert v["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9"  # trailing slash dropped
+    assert v["ANTHROPIC_MODEL"] == "big"
+    assert v["ANTHROPIC_DEFAULT_OPUS_MODEL"] == "huge"
+    assert v["ANTHROPIC_DEFAULT_SONNET_MODEL"] == "mid"
+    assert v["ANTHROPIC_DEFAULT_HAIKU_MODEL"] == "small"
+    assert v["ANTHROPIC_SMALL_FAST_MODEL"] == "small"
+    assert v["CLAUDE_CODE_SUBAGENT_MODEL"] == "sub"
+
+
+def test_route_model_overrides_backend_model():
+    v = backend_variables(KIMI, KEY, "kimi-k2-thinking")
+    assert v["ANTHROPIC_MODEL"] == v["CLAUDE_CODE_SUBAGENT_MODEL"] == "kimi-k2-thinking"
+    # not a known model of the preset: the backend's context window still applies
+    assert v["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "262144"
+
+
+def test_context_window_comes_from_the_model_first():
+    b = Backend(name="x", base_url="http://127.0.0.1:9", model="a", context_window=100_000,
+                models=(ModelInfo(id="a", context_window=50_000), ModelInfo(id="b")))
+    assert backend_variables(b, "k")["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "50000"
+    assert backend_variables(b, "k", "b")["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "100000"
+    assert "CLAUDE_CODE_MAX_CONTEXT_TOKENS" not in backend_variables(Backend(name="y", base_url="http://h"), "k")
+
+
+def test_max_output_tokens_only_when_configured():
+    assert "CLAUDE_CODE_MAX_OUTPUT_TOKENS" not in backend_variables(KIMI, KEY)
+    assert backend_variables(KIMI.merged(max_tokens=8192), KEY)["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "8192"
+
+
+@pytest.mark.parametrize(("timeout_ms", "expected"), [(None, "120000"), (5_000, "120000"), (120_000, "120000"), (900_000, "900000")])
+def test_api_timeout_is_at_least_120s(timeout_ms, expected):
+    b = Backend(name="x", base_url="http://127.0.0.1:9", timeout_ms=timeout_ms)
+    child = build_child_env({"API_TIMEOUT_MS": "10"}, b, key="k" * 10)
+    assert child.env["API_TIMEOUT_MS"] == expected
+    assert int(child.env["API_TIMEOUT_MS"]) >= 120_000
+    assert child.env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+
+
+def test_bearer_backend_sets_auth_token_not_api_key():
+    b = Backend(name="corp", base_url="http://127.0.0.1:9", auth_header="bearer", model="m")
+    child = build_child_env(PARENT, b, key="corp-token-1234567890")
+    assert child.env["ANTHROPIC_AUTH_TOKEN"] == "corp-token-1234567890"
+    assert "ANTHROPIC_API_KEY" not in child.env
+    assert "ANTHROPIC_API_KEY" not in child.set
+    assert "ANTHROPIC_API_KEY" in child.unset
+
+
+def test_backend_env_and_quirks():
+    b = KIMI.merged(env={"EXTRA": "1", "ENABLE_TOOL_SEARCH": "auto"})
+    v = backend_variables(b, KEY)
+    assert v["EXTRA"] == "1"
+    assert v["ENABLE_TOOL_SEARCH"] == "auto"  # configured env beats the preset's quirk
+
+
+def test_request_env_is_applied_after_the_backend():
+    child = build_child_env(PARENT, KIMI, key=KEY, request_env={"ANTHROPIC_MODEL": "kimi-k2-thinking", "FOO": "bar"})
+    assert child.env["ANTHROPIC_MODEL"] == "kimi-k2-thinking"
+    assert child.set["ANTHROPIC_MODEL"] == "kimi-k2-thinking"
+    assert child.env["FOO"] == "bar"
+    assert child.env["ANTHROPIC_DEFAULT_OPUS_MODEL"] == "kimi-k2.5"
+
+
+def test_plugin_env_is_applied_after_the_request_env_in_order():
+    child = build_child_env(
+        PARENT, KIMI, key=KEY,
+        request_env={"FOO": "request", "BAR": "request"},
+        plugin_env=[{"FOO": "plugin1"}, {"FOO": "plugin2", "BAZ": "p"}, None],  # type: ignore[list-item]
+    )
+    assert child.env["FOO"] == "plugin2"
+    assert child.env["BAR"] == "request"
+    assert child.env["BAZ"] == "p"
+
+
+def test_plugin_none_removes_a_variable():
+    child = build_child_env(
+        PARENT, KIMI, key=KEY,
+        request_env={"FOO": "request"},
+        plugin_env=[{"FOO": None, "LANG": None, "ENABLE_TOOL_SEARCH": None}],
+    )
+    for name in ("FOO", "LANG", "ENABLE_TOOL_SEARCH"):  # from the request, the parent, the backend
+        assert name not in child.env, name
+        assert name not in child.set, name
+    assert "LANG" in child.unset
+    # a later plugin may set it again
+    again = build_child_env(PARENT, KIMI, key=KEY, plugin_env=[{"LANG": None}, {"LANG": "fr_FR"}])
+    assert again.env["LANG"] == "fr_FR"
+
+
+def test_parent_mapping_is_not_modified():
+    parent = dict(PARENT)
+    build_child_env(parent, KIMI, key=KEY, plugin_env=[{"LANG": None}])
+    assert parent == PARENT
+
+
+def test_masked_set_hides_every_secret():
+    child = build_child_env(PARENT, KIMI, key=KEY)
+    shown = child.masked_set()
+    assert KEY not in str(shown)
+    assert shown["ANTHROPIC_API_KEY"] == mask(KEY)
+    assert shown["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "262144"
+
+
+# --------------------------------------------------------------------------- property
+
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789"
+_names = st.one_of(
+    st.sampled_from([*SCRUBBED, "PATH", "HOME", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "ENABLE_TOOL_SEARCH"]),
+    st.text(alphabet=_UPPER, min_size=1, max_size=16),
+)
+_values = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
+_keys = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=8, max_size=40).map(
+    lambda s: "sk-kimi-" + s
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parent=st.dictionaries(_names, _values, max_size=25), key=_keys)
+def test_property_kimi_child_env_never_has_a_bearer_token(parent, key):
+    child = build_child_env(parent, KIMI, key=key)
+    assert "ANTHROPIC_AUTH_TOKEN" not in child.env
+    assert child.env["ANTHROPIC_API_KEY"] == key
+    assert child.env["ANTHROPIC_BASE_URL"] == "https://api.kimi.com/coding"
+    assert int(child.env["API_TIMEOUT_MS"]) >= 120_000
+    for name in ("KIMI_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_CODE_USE_BEDROCK"):
+        assert name not in child.env
