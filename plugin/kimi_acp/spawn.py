@@ -121,6 +121,7 @@ class Spawner:
         self._reporter: GatewayReporter | None = None
         self._outbox_wakeup: anyio.Event | None = None
         self._harness: Any = None
+        self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Spawner:
@@ -157,6 +158,7 @@ class Spawner:
         return self
 
     async def __aexit__(self, *exc: Any) -> bool | None:
+        self._closing = True  # runs accepted but not yet started are cancelled, not started
         try:
             await self._supervisor.aclose()
             self._tg.cancel_scope.cancel()
@@ -194,8 +196,9 @@ class Spawner:
         if "error" in prepared:
             return prepared["error"]
         spec = prepared["spec"]
+        req = prepared["request"]  # as rewritten by kimi_acp_before_spawn hooks
         self._events[rec.run_id] = anyio.Event()
-        self._tg.start_soon(self._run, rec, spec, req)
+        self._tg.start_soon(self._run, rec, spec, req, prepared["route"])
         return {
             "status": "accepted",
             "childSessionKey": rec.child_session_key,
@@ -215,6 +218,20 @@ class Spawner:
         from .routing import check_agent, resolve
         from .store import RunRecord, current_owner
         from .supervisor import ProcessSpec
+
+        # before_spawn hooks first: everything below (limits, label, target, record) follows a rewrite.
+        blocked: str | None = None
+        hook_error: KimiAcpError | None = None
+        try:
+            for impl in reversed(self.pm.hook.kimi_acp_before_spawn.get_hookimpls()):
+                answer = impl.function(request=req, context=ctx)
+                if isinstance(answer, str):
+                    blocked = answer
+                    break
+                if isinstance(answer, SpawnRequest):
+                    req = answer
+        except KimiAcpError as exc:
+            hook_error = exc
 
         settings = self.config.settings
         target = req.agentId or self._default_target()
@@ -247,12 +264,10 @@ class Spawner:
             return {"record": rec, "error": error_answer(code, message, status=status, run_id=run_id, child_key=rec.child_session_key)}
 
         try:
-            for impl in reversed(self.pm.hook.kimi_acp_before_spawn.get_hookimpls()):
-                answer = impl.function(request=req, context=ctx)
-                if isinstance(answer, str):
-                    raise SpawnBlocked(answer)
-                if isinstance(answer, SpawnRequest):
-                    req = answer
+            if blocked is not None:
+                raise SpawnBlocked(blocked)
+            if hook_error is not None:
+                raise hook_error
             if ctx.requesterAgentId:
                 check_agent(self.config, ctx.requesterAgentId)
             stored = None
@@ -301,7 +316,7 @@ class Spawner:
             timeout=rec.run_timeout_seconds or None,
             backend=route.name,
         )
-        return {"record": rec, "spec": spec, "route": route}
+        return {"record": rec, "spec": spec, "route": route, "request": req}
 
     def _default_target(self) -> str:
         acp = self.config.data.get("acp") if isinstance(self.config.data.get("acp"), dict) else {}
@@ -309,10 +324,18 @@ class Spawner:
         return target if isinstance(target, str) and target else DEFAULT_TARGET
 
     # ------------------------------------------------------------------ running
-    async def _run(self, rec: Any, spec: Any, req: SpawnRequest) -> None:
+    async def _run(self, rec: Any, spec: Any, req: SpawnRequest, route: Any = None) -> None:
         from .harness.claude_code import StreamState, summarize
 
-        state = StreamState()
+        if route is None:
+            state = StreamState()
+        else:  # a refused key is reported with the backend's name and the variable to fix
+            names = [] if route.backend.passthrough else route.backend.key_variables()
+            fallback = "ANTHROPIC_API_KEY" if route.backend.passthrough else f"the apiKey of backend '{route.name}'"
+            state = StreamState(backend=route.name, key_env=names[0] if names else fallback)
+        if self._closing:
+            self._finish(rec, req, "cancelled", error="the spawner shut down before the run started", exit_code=None, state=state)
+            return
         store = self.store
         hook = self.pm.hook
 
@@ -330,6 +353,9 @@ class Spawner:
 
         try:
             outcome = await self._supervisor.run(spec, on_line=on_line, on_started=on_started)
+        except OSError as exc:  # the harness could not be started: this run fails, the spawner lives on
+            self._finish(rec, req, "error", error=f"cannot start the harness {spec.argv[0]!r}: {exc}", exit_code=None, state=state)
+            return
         except BaseException:
             with anyio.CancelScope(shield=True):
                 self._finish(rec, req, "cancelled", error="the spawner shut down while the run was active", exit_code=None, state=state)
