@@ -580,6 +580,11 @@ class Supervisor:
         kill_process_group(pgid, signal.SIGKILL)
         await process.wait()
 
+    async def sweep(self, run_id: str) -> None:
+        """Kill what is left carrying ``run_id`` (public form of the post-run sweep, for callers
+        that built the supervisor with ``sweep_escaped=False`` to run it off their hot path)."""
+        await self._sweep(run_id)
+
     async def _sweep(self, run_id: str) -> None:
         """Kill processes that still carry ``run_id`` in their environment. Runs that
         end together share one ``/proc`` scan."""
