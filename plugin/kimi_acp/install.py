@@ -1,0 +1,859 @@
+"""``kimi-acp install``: wire kimi-acp into the user's ``openclaw.json``, keeping its comments.
+
+What it adds (each only when missing; values it owns are updated in place):
+
+- the Kimi provider ``models.providers.kimi`` (Anthropic Messages API, ``${KIMI_API_KEY}``) and
+  the alias ``agents.defaults.models["kimi/kimi-k2.5"]``, so ``/model kimi/kimi-k2.5`` works in
+  OpenClaw's own chat (an existing ``models.providers.kimi`` is left as it is);
+- the acpx agent alias ``plugins.entries.acpx.config.agents["kimi-acp"]`` whose command is this
+  installation's ``kimi-acp acp`` (absolute path);
+- ``"kimi-acp"`` in ``acp.allowedAgents`` — only when that list already names agents: an absent
+  or empty list allows every harness, and creating it would forbid all the others;
+- ``"kimi-acp"`` in ``plugins.allow`` — likewise only when that allowlist is in use;
+- the OpenClaw extension: its folder in ``plugins.load.paths`` and ``plugins.entries.kimi-acp``
+  (``enabled: true``); the extension's ``bridge.json`` names the ``kimi-acp`` program it runs;
+- ``--global``: ``acp.defaultAgent: "kimi-acp"`` and our ``config.defaultBackend``;
+- ``--agent ID`` (repeatable): our ``config.agents.<ID>.backend``.
+
+The file is edited as text, at positions found by the round-trip JSON5 parser ``json-five``:
+comments, key order, quoting and indentation of everything else stay byte for byte. New keys
+follow the file's style (unquoted keys and trailing commas when the file uses them).
+
+Before writing it copies the file to ``openclaw.json.bak-<timestamp>`` (mode kept), and it
+records what it added in ``<state dir>/install.json``: the keys it created, the objects it
+created to hold them, the list items it appended, and the previous value of any setting it
+changed (no secrets: only kimi-acp's own settings and paths are ever recorded).
+``--uninstall`` undoes exactly that: it removes the keys it created (even if you edited their
+values since; the backup keeps them), restores the settings it changed when they still hold
+the value it set, removes the list items it appended, and drops the objects and lists it
+created once they are empty. Comments you had before survive both ways.
+
+Running it twice changes nothing the second time ("already installed; nothing to change").
+``--dry-run`` prints a unified diff and writes nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import PLUGIN_ID, default_config_path, parse_json5
+from .errors import ConfigError, KimiAcpError
+
+Path_ = tuple[str, ...]
+
+RECORD_FILE = "install.json"
+ACP_ALIAS = "kimi-acp"
+PROVIDER_ID = "kimi"
+MODEL_ID = "kimi-k2.5"
+MODEL_REF = f"{PROVIDER_ID}/{MODEL_ID}"
+MODEL_NAME = "Kimi K2.5"
+PROVIDER = {
+    "baseUrl": "https://api.kimi.com/coding",
+    "apiKey": "${KIMI_API_KEY}",
+    "api": "anthropic-messages",
+    "models": [{"id": MODEL_ID, "name": MODEL_NAME, "contextWindow": 262144, "maxTokens": 32768}],
+}
+
+_IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+
+
+# --------------------------------------------------------------------------- JSON5 text editing
+
+
+def _dotted(path: Iterable[str]) -> str:
+    return ".".join(p if _IDENT.match(p) or p.replace("-", "").isalnum() else json.dumps(p) for p in path)
+
+
+@dataclass(frozen=True)
+class _Style:
+    unit: str = "  "
+    bare_keys: bool = False  # unquoted keys where they are identifiers (the file uses them)
+    trailing: bool = False  # trailing commas in new multi-line objects (the file uses them)
+
+
+class Json5Doc:
+    """A JSON5 document edited as text at positions from json-five's model.
+
+    Every edit re-parses the text, so positions are always fresh; files are small.
+    """
+
+    def __init__(self, text: str, path: Path | str = "openclaw.json") -> None:
+        self.path = path
+        self.text = text if text.strip() else "{}\n"
+        self._parse()
+
+    # -- parsing and lookup
+    def _parse(self) -> None:
+        from json5.loader import ModelLoader, loads
+        from json5.model import JSONObject
+
+        data = parse_json5(self.text, self.path)  # precise line:col on syntax errors
+        if not isinstance(data, dict):
+            raise ConfigError(f"{self.path}:1:1: the top level must be an object, not {type(data).__name__}")
+        self.data: dict[str, Any] = data
+        try:
+            model = loads(self.text, loader=ModelLoader())
+        except Exception as exc:  # json-five raises several types; any of them means "cannot edit"
+            raise ConfigError(f"{self.path}: cannot edit this JSON5 file safely: {exc}") from None
+        root = model.value
+        if not isinstance(root, JSONObject):
+            raise ConfigError(f"{self.path}:1:1: the top level must be an object")
+        self.root = root
+
+    def _reparse(self, text: str) -> None:
+        self.text = text
+        self._parse()
+
+    @staticmethod
+    def _key_name(key: Any) -> str:
+        from json5.model import Identifier
+
+        return key.name if isinstance(key, Identifier) else key.characters
+
+    def _member(self, obj: Any, name: str) -> tuple[int, Any, Any] | None:
+        found = None
+        for i, (k, v) in enumerate(obj.key_value_pairs):
+            if self._key_name(k) == name:
+                found = (i, k, v)  # the last one wins, as in every JSON5 reader
+        return found
+
+    def node(self, path: Path_) -> Any:
+        from json5.model import JSONObject
+
+        cur = self.root
+        for part in path:
+            if not isinstance(cur, JSONObject):
+                return None
+            m = self._member(cur, part)
+            if m is None:
+                return None
+            cur = m[2]
+        return cur
+
+    def get(self, path: Path_, default: Any = None) -> Any:
+        cur: Any = self.data
+        for part in path:
+            if not isinstance(cur, dict) or part not in cur:
+                return default
+            cur = cur[part]
+        return cur
+
+    def has(self, path: Path_) -> bool:
+        sentinel = object()
+        return self.get(path, sentinel) is not sentinel
+
+    # -- positions
+    @staticmethod
+    def _start(node: Any) -> int:
+        return node._tok.index
+
+    @classmethod
+    def _end(cls, node: Any) -> int:
+        from json5.model import UnaryOp
+
+        if isinstance(node, UnaryOp):
+            return cls._end(node.value)
+        tok = node._end_tok or node._tok
+        return tok.end
+
+    def _skip(self, pos: int) -> int:
+        """Index of the next character that is not whitespace or inside a comment."""
+        t = self.text
+        while pos < len(t):
+            if t[pos].isspace() or t[pos] == "\ufeff":
+                pos += 1
+            elif t.startswith("//", pos):
+                nl = t.find("\n", pos)
+                pos = len(t) if nl < 0 else nl + 1
+            elif t.startswith("/*", pos):
+                end = t.find("*/", pos + 2)
+                pos = len(t) if end < 0 else end + 2
+            else:
+                break
+        return pos
+
+    def _line_start(self, pos: int) -> int:
+        return self.text.rfind("\n", 0, pos) + 1
+
+    def _line_end(self, pos: int) -> int:
+        """Index just past the newline ending the line at ``pos`` (or the text's end)."""
+        nl = self.text.find("\n", pos)
+        return len(self.text) if nl < 0 else nl + 1
+
+    def _indent_of(self, pos: int) -> str:
+        ls = self._line_start(pos)
+        m = re.match(r"[ \t]*", self.text[ls:pos])
+        return m.group(0) if m else ""
+
+    _LEAD = re.compile(r"""\s*(?:(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[\w$]+)\s*:\s*)?""")
+    _TAIL = re.compile(r"\s*,?\s*(?://.*|/\*.*)?\s*")
+
+    def _owns_lines(self, open_i: int, close_i: int) -> bool:
+        """A container that is alone on its line(s): only its key before it, only a comma or comment after."""
+        lead = self.text[self._line_start(open_i) : open_i]
+        tail = self.text[close_i + 1 : self._line_end(close_i)]
+        return bool(self._LEAD.fullmatch(lead) and self._TAIL.fullmatch(tail))
+
+    def _alone_before(self, pos: int) -> bool:
+        """Only whitespace between the start of ``pos``'s line and ``pos``."""
+        return self.text[self._line_start(pos) : pos].strip() == ""
+
+    def _alone_after(self, pos: int) -> bool:
+        """Only whitespace between ``pos`` and the end of its line."""
+        return self.text[pos : self._line_end(pos)].strip() == ""
+
+    # -- style
+    def style(self) -> _Style:
+        from json5.model import Identifier, JSONArray, JSONObject, walk
+
+        unit = None
+        bare = False
+        trailing = False
+        for node in walk(self.root):
+            if isinstance(node, JSONObject):
+                if node.trailing_comma is not None:
+                    trailing = True
+                for k in node.keys:
+                    if isinstance(k, Identifier):
+                        bare = True
+            elif isinstance(node, JSONArray) and node.trailing_comma is not None:
+                trailing = True
+        for k in self.root.keys:
+            start = self._start(k)
+            if self._alone_before(start):
+                ind = self._indent_of(start)
+                if ind:
+                    unit = ind
+                    break
+        return _Style(unit=unit or "  ", bare_keys=bare, trailing=trailing)
+
+    # -- rendering new text
+    def _key(self, name: str, style: _Style) -> str:
+        return name if style.bare_keys and _IDENT.match(name) else json.dumps(name, ensure_ascii=False)
+
+    def render(self, value: Any, indent: str, style: _Style, inline: bool = False) -> str:
+        if isinstance(value, dict):
+            if not value:
+                return "{}"
+            if inline:
+                return "{ " + ", ".join(f"{self._key(k, style)}: {self.render(v, indent, style, True)}" for k, v in value.items()) + " }"
+            inner = indent + style.unit
+            members = [f"{inner}{self._key(k, style)}: {self.render(v, inner, style)}" for k, v in value.items()]
+            return "{\n" + ",\n".join(members) + (",\n" if style.trailing else "\n") + indent + "}"
+        if isinstance(value, list):
+            if not value:
+                return "[]"
+            if inline or not any(isinstance(v, (dict, list)) for v in value):
+                return "[" + ", ".join(self.render(v, indent, style, True) for v in value) + "]"
+            inner = indent + style.unit
+            items = [inner + self.render(v, inner, style) for v in value]
+            return "[\n" + ",\n".join(items) + (",\n" if style.trailing else "\n") + indent + "]"
+        return json.dumps(value, ensure_ascii=False)
+
+    # -- edits
+    def _splice(self, edits: list[tuple[int, int, str]]) -> None:
+        text = self.text
+        for start, end, new in sorted(edits, key=lambda e: e[0], reverse=True):
+            text = text[:start] + new + text[end:]
+        self._reparse(text)
+
+    def _container(self, node: Any) -> tuple[int, int]:
+        """Indices of a container's opening and closing bracket."""
+        return node._tok.index, node._end_tok.index
+
+    def _member_indent(self, obj: Any, base: str, style: _Style) -> str:
+        from json5.model import JSONObject
+
+        items = obj.keys if isinstance(obj, JSONObject) else obj.values
+        for item in items:
+            pos = self._start(item)
+            if self._alone_before(pos):
+                return self._indent_of(pos)
+        return base + style.unit
+
+    def _insert(self, container: Any, member_text: Any, style: _Style) -> None:
+        """Append a member (``member_text(indent, inline) -> str``) to an object or array."""
+        members = container.values
+        open_i, close_i = self._container(container)
+        base = self._indent_of(open_i)
+        has_trailing = container.trailing_comma is not None
+        if not members:
+            inner = self.text[open_i + 1 : close_i]
+            ind = base + style.unit
+            tc = "," if style.trailing else ""
+            if inner.strip() == "" and not self._owns_lines(open_i, close_i):
+                # an empty {} or [] in the middle of a line: stay on that line
+                new = member_text(base, True)
+                self._splice([(open_i + 1, close_i, f" {new} " if self.text[open_i] == "{" else new)])
+            elif inner.strip() == "":
+                self._splice([(open_i + 1, close_i, "\n" + ind + member_text(ind, False) + tc + "\n" + base)])
+            elif self._alone_before(close_i):
+                ls = self._line_start(close_i)
+                self._splice([(ls, ls, ind + member_text(ind, False) + tc + "\n")])
+            else:
+                self._splice([(close_i, close_i, "\n" + ind + member_text(ind, False) + tc + "\n" + base)])
+            return
+        last = members[-1]
+        last_end = self._end(last)
+        if self._alone_before(close_i):
+            ind = self._member_indent(container, base, style)
+            ls = self._line_start(close_i)
+            if has_trailing:
+                self._splice([(ls, ls, ind + member_text(ind, False) + ",\n")])
+            else:
+                self._splice([(last_end, last_end, ","), (ls, ls, ind + member_text(ind, False) + "\n")])
+        else:
+            if has_trailing:
+                tc_end = container.trailing_comma._tok.end
+                self._splice([(tc_end, tc_end, " " + member_text(base, True) + ",")])
+            else:
+                self._splice([(last_end, last_end, ", " + member_text(base, True))])
+
+    def add_key(self, path: Path_, value: Any) -> list[Path_]:
+        """Add ``path`` (which must not exist) with ``value``, creating missing objects on the way.
+
+        Returns the paths of the objects it created to hold the key (outermost first).
+        """
+        from json5.model import JSONObject
+
+        style = self.style()
+        cur = self.root
+        depth = 0
+        for depth, part in enumerate(path[:-1]):
+            m = self._member(cur, part)
+            if m is None:
+                break
+            if not isinstance(m[2], JSONObject):
+                raise ConfigError(
+                    f"{self.path}: {_dotted(path[: depth + 1])} is not an object; fix it by hand, then run kimi-acp install again"
+                )
+            cur = m[2]
+        else:
+            depth = len(path) - 1
+        if self._member(cur, path[depth]) is not None and depth == len(path) - 1:
+            raise ConfigError(f"{self.path}: {_dotted(path)} exists already")
+        rest = path[depth:]
+        nested: Any = value
+        for part in reversed(rest[1:]):
+            nested = {part: nested}
+        created = [tuple(path[: depth + 1 + i]) for i in range(len(rest) - 1)]
+
+        def text(ind: str, inline: bool) -> str:
+            return f"{self._key(rest[0], style)}: {self.render(nested, ind, style, inline)}"
+
+        self._insert(cur, text, style)
+        return created
+
+    def replace_value(self, path: Path_, value: Any) -> None:
+        node = self.node(path)
+        if node is None:
+            raise ConfigError(f"{self.path}: {_dotted(path)} not found")
+        style = self.style()
+        start = self._start(node)
+        self._splice([(start, self._end(node), self.render(value, self._indent_of(start), style))])
+
+    def append_item(self, path: Path_, item: Any) -> None:
+        from json5.model import JSONArray
+
+        node = self.node(path)
+        if not isinstance(node, JSONArray):
+            raise ConfigError(f"{self.path}: {_dotted(path)} is not a list")
+        style = self.style()
+        self._insert(node, lambda ind, inline: self.render(item, ind, style, inline), style)
+
+    def _remove_member(self, container: Any, index: int, key: Any | None) -> None:
+        """Remove member ``index`` (its key node for objects) and the comma that belongs to it."""
+        members = container.values
+        value = members[index]
+        start = self._start(key if key is not None else value)
+        end = self._end(value)
+        after = self._skip(end)
+        has_comma = self.text[after] == ","
+        open_i, close_i = self._container(container)
+        if len(members) == 1:
+            rest = self.text[open_i + 1 : start] + self.text[after + (1 if has_comma else 0) : close_i]
+            if not rest.strip():  # nothing else inside: back to an empty {} or []
+                self._splice([(open_i + 1, close_i, "")])
+                return
+        if has_comma:
+            cut_end = after + 1
+            cut_start = start
+            if self._alone_before(start) and self._alone_after(cut_end):
+                cut_start, cut_end = self._line_start(start), self._line_end(cut_end)
+            else:
+                while cut_end < len(self.text) and self.text[cut_end] in " \t":
+                    cut_end += 1
+            self._splice([(cut_start, cut_end, "")])
+            return
+        if index == 0:  # the only member, with comments around it: keep them
+            if self._alone_before(start) and self._alone_after(end):
+                self._splice([(self._line_start(start), self._line_end(end), "")])
+            else:
+                self._splice([(start, end, "")])
+            return
+        # the last member, without a trailing comma: drop the comma after the previous member
+        prev_end = self._end(members[index - 1])
+        comma = self._skip(prev_end)
+        if self._alone_before(start) and self._alone_after(end):
+            edits = [(self._line_start(start), self._line_end(end), "")]
+            if self.text[comma] == ",":
+                edits.append((comma, comma + 1, ""))
+            self._splice(edits)
+        else:
+            self._splice([(prev_end, end, "")])
+
+    def remove_key(self, path: Path_) -> bool:
+        from json5.model import JSONObject
+
+        parent = self.node(path[:-1]) if len(path) > 1 else self.root
+        if not isinstance(parent, JSONObject):
+            return False
+        m = self._member(parent, path[-1])
+        if m is None:
+            return False
+        self._remove_member(parent, m[0], m[1])
+        return True
+
+    def remove_item(self, path: Path_, item: Any) -> bool:
+        from json5.loader import DefaultLoader
+        from json5.model import JSONArray
+
+        node = self.node(path)
+        if not isinstance(node, JSONArray):
+            return False
+        loader = DefaultLoader()
+        for i, v in enumerate(node.values):
+            if loader.load(v) == item:
+                self._remove_member(node, i, None)
+                return True
+        return False
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class Record:
+    """What one install added to one config file (kept in ``<state dir>/install.json``)."""
+
+    created: list[Path_] = field(default_factory=list)
+    containers: list[Path_] = field(default_factory=list)
+    appended: list[tuple[Path_, Any]] = field(default_factory=list)
+    replaced: list[tuple[Path_, Any, Any]] = field(default_factory=list)  # path, previous, ours
+    files: list[str] = field(default_factory=list)
+    created_file: bool = False
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Record:
+        return cls(
+            created=[tuple(p) for p in d.get("created", [])],
+            containers=[tuple(p) for p in d.get("containers", [])],
+            appended=[(tuple(a["path"]), a["item"]) for a in d.get("appended", [])],
+            replaced=[(tuple(r["path"]), r["previous"], r["value"]) for r in d.get("replaced", [])],
+            files=list(d.get("files", [])),
+            created_file=bool(d.get("createdFile", False)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "created": [list(p) for p in self.created],
+            "containers": [list(p) for p in self.containers],
+            "appended": [{"path": list(p), "item": item} for p, item in self.appended],
+            "replaced": [{"path": list(p), "previous": prev, "value": ours} for p, prev, ours in self.replaced],
+            "files": self.files,
+            "createdFile": self.created_file,
+        }
+
+    def owns(self, path: Path_) -> bool:
+        """``path`` is (inside) a key this install created."""
+        return any(path[: len(c)] == c for c in self.created)
+
+    def empty(self) -> bool:
+        return not (self.created or self.containers or self.appended or self.replaced or self.files or self.created_file)
+
+
+def record_path(environ: Mapping[str, str] | None = None) -> Path:
+    from .sessions import state_dir
+
+    return state_dir(dict(os.environ if environ is None else environ)) / RECORD_FILE
+
+
+def _load_records(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"version": 1, "configs": {}}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise KimiAcpError(f"{path}: cannot read the install record: {exc}; move it away and run kimi-acp install again") from None
+    if not isinstance(data, dict) or not isinstance(data.get("configs"), dict):
+        raise KimiAcpError(f"{path}: not a kimi-acp install record; move it away and run kimi-acp install again")
+    return data
+
+
+def _save_records(path: Path, data: dict[str, Any]) -> None:
+    from .sessions import ensure_state_dir
+
+    if not data["configs"]:
+        path.unlink(missing_ok=True)
+        return
+    ensure_state_dir(path.parent)
+    _atomic_write(path, json.dumps(data, indent=2, sort_keys=False) + "\n", mode=0o600)
+
+
+def kimi_acp_command() -> list[str]:
+    """The argv prefix that runs this installation's ``kimi-acp``, absolute."""
+    sibling = Path(sys.executable).absolute().parent / "kimi-acp"
+    if sibling.is_file() and os.access(sibling, os.X_OK):
+        return [str(sibling)]
+    found = shutil.which("kimi-acp")
+    if found:
+        return [str(Path(found).absolute())]
+    return [str(Path(sys.executable).absolute()), "-m", "kimi_acp.cli"]
+
+
+@dataclass
+class Options:
+    agents: list[str] = field(default_factory=list)
+    global_: bool = False
+    backend: str = "kimi"
+    ext_dir: Path | None = None
+    command: list[str] | None = None
+
+
+@dataclass
+class Outcome:
+    path: Path
+    before: str  # "" when the file did not exist
+    after: str
+    changes: list[str]
+    notes: list[str]
+    record: Record
+    bridge: tuple[Path, str] | None = None  # bridge.json to write (path, text)
+    remove_files: list[Path] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after or self.bridge is not None or bool(self.remove_files)
+
+
+def _ext_dir(opts: Options) -> Path:
+    if opts.ext_dir is not None:
+        return opts.ext_dir
+    from .openclaw_ext import extension_dir
+
+    return extension_dir()
+
+
+def plan_install(path: Path, opts: Options, record: Record) -> Outcome:
+    """Compute the new text of ``path`` and the updated record; writes nothing."""
+    exists = path.exists()
+    before = path.read_text(encoding="utf-8") if exists else ""
+    doc = Json5Doc(before, path)
+    changes: list[str] = []
+    notes: list[str] = []
+    rec = Record(**{k: list(v) if isinstance(v, list) else v for k, v in record.__dict__.items()})
+    if not exists:
+        rec.created_file = True
+
+    def ensure(p: Path_, value: Any, *, overwrite: bool) -> None:
+        if not doc.has(p):
+            created = doc.add_key(p, value)
+            if not rec.owns(p):
+                rec.created.append(p)
+                rec.containers.extend(c for c in created if c not in rec.containers)
+            changes.append(f"added {_dotted(p)}")
+            return
+        current = doc.get(p)
+        if current == value:
+            return
+        if not overwrite:
+            notes.append(f"kept your {_dotted(p)} as it is")
+            return
+        if not rec.owns(p) and not any(r[0] == p for r in rec.replaced):
+            rec.replaced.append((p, current, value))
+        else:
+            rec.replaced = [(rp, prev, value if rp == p else ours) for rp, prev, ours in rec.replaced]
+        doc.replace_value(p, value)
+        changes.append(f"set {_dotted(p)} = {json.dumps(value)} (was {json.dumps(current)})")
+
+    def append(p: Path_, item: Any, *, create: bool) -> None:
+        current = doc.get(p)
+        if current is None:
+            if not create:
+                return
+            created = doc.add_key(p, [item])
+            if not rec.owns(p):
+                # the list counts as a container: uninstall removes our item, then the list once empty
+                rec.containers.extend(c for c in [*created, p] if c not in rec.containers)
+                if (p, item) not in rec.appended:
+                    rec.appended.append((p, item))
+            changes.append(f"added {_dotted(p)} with {json.dumps(item)}")
+            return
+        if not isinstance(current, list):
+            raise ConfigError(f"{path}: {_dotted(p)} must be a list; fix it by hand, then run kimi-acp install again")
+        if item in current:
+            return
+        if not current and not create:
+            return
+        doc.append_item(p, item)
+        if not rec.owns(p) and (p, item) not in rec.appended:
+            rec.appended.append((p, item))
+        changes.append(f"added {json.dumps(item)} to {_dotted(p)}")
+
+    cmd = opts.command or kimi_acp_command()
+    ext = _ext_dir(opts)
+
+    # 1. the Kimi provider and its alias: `/model kimi/kimi-k2.5` in OpenClaw's own chat
+    ensure(("models", "providers", PROVIDER_ID), PROVIDER, overwrite=False)
+    ensure(("agents", "defaults", "models", MODEL_REF), {"alias": MODEL_NAME}, overwrite=False)
+    # 2. the acpx agent alias: OpenClaw's ACP spawns of "kimi-acp" run `kimi-acp acp`
+    acp_cmd = " ".join(shlex.quote(a) for a in [*cmd, "acp"])
+    ensure(("plugins", "entries", "acpx", "config", "agents", ACP_ALIAS), {"command": acp_cmd}, overwrite=True)
+    allowed = doc.get(("acp", "allowedAgents"))
+    append(("acp", "allowedAgents"), ACP_ALIAS, create=False)
+    if not allowed:
+        notes.append("acp.allowedAgents is empty, which allows every ACP agent (kimi-acp included); left it so")
+    # 3. the extension
+    append(("plugins", "load", "paths"), str(ext), create=True)
+    append(("plugins", "allow"), PLUGIN_ID, create=False)
+    ensure(("plugins", "entries", PLUGIN_ID, "enabled"), True, overwrite=True)
+    if PLUGIN_ID in (doc.get(("plugins", "deny")) or []):
+        notes.append(f'plugins.deny lists "{PLUGIN_ID}": OpenClaw will not load the extension until you remove it')
+    section = ("plugins", "entries", PLUGIN_ID, "config")
+    # 4. routing
+    if opts.global_:
+        ensure(("acp", "defaultAgent"), ACP_ALIAS, overwrite=True)
+        ensure((*section, "defaultBackend"), opts.backend, overwrite=True)
+    for agent in opts.agents:
+        ensure((*section, "agents", agent, "backend"), opts.backend, overwrite=True)
+
+    # roster checks (kimi-acp never edits the roster itself)
+    entries = doc.get(("agents", "entries"))
+    if isinstance(entries, dict):
+        if len(entries) >= 2 and doc.get(("agents", "ownership")) != "explicit" and not any(
+            isinstance(e, dict) and e.get("default") is True for e in entries.values()
+        ):
+            notes.append('agents.entries has several agents: OpenClaw requires agents.ownership: "explicit" (or one default: true)')
+        for agent in opts.agents:
+            if agent not in entries:
+                notes.append(f"agent '{agent}' is not in agents.entries (kimi-acp routes its spawns by id anyway)")
+
+    # the extension's bridge.json: which kimi-acp program the JS bridge runs
+    bridge = None
+    bpath = ext / "bridge.json"
+    btext = json.dumps({"command": cmd}, indent=2) + "\n"
+    try:
+        current_bridge = bpath.read_text(encoding="utf-8") if bpath.exists() else None
+    except OSError:
+        current_bridge = None
+    if current_bridge != btext:
+        bridge = (bpath, btext)
+        if current_bridge is None and str(bpath) not in rec.files:
+            rec.files.append(str(bpath))
+        changes.append(f"{'wrote' if current_bridge is None else 'updated'} {bpath}")
+
+    after = doc.text
+    _check(after, path)
+    return Outcome(path=path, before=before, after=after, changes=changes, notes=notes, record=rec, bridge=bridge)
+
+
+def _check(text: str, path: Path) -> None:
+    """The result must load with kimi-acp's own config loader (our section validates)."""
+    from .config import load_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / path.name
+        probe.write_text(text, encoding="utf-8")
+        try:
+            load_config(probe, environ=dict(os.environ))
+        except ConfigError as exc:
+            raise type(exc)(str(exc).replace(str(probe), str(path))) from None
+
+
+def plan_uninstall(path: Path, record: Record) -> Outcome:
+    before = path.read_text(encoding="utf-8") if path.exists() else ""
+    changes: list[str] = []
+    notes: list[str] = []
+    if not path.exists():
+        return Outcome(path, before, before, changes, [f"{path} does not exist; nothing to remove"], Record(),
+                       remove_files=[Path(f) for f in record.files if Path(f).exists()])
+    doc = Json5Doc(before, path)
+    for p, prev, ours in reversed(record.replaced):
+        if doc.has(p) and doc.get(p) == ours:
+            doc.replace_value(p, prev)
+            changes.append(f"restored {_dotted(p)} = {json.dumps(prev)}")
+        elif doc.has(p):
+            notes.append(f"left {_dotted(p)} alone: changed since kimi-acp install set it")
+    for p, item in reversed(record.appended):
+        if doc.remove_item(p, item):
+            changes.append(f"removed {json.dumps(item)} from {_dotted(p)}")
+    for p in reversed(record.created):
+        if doc.remove_key(p):
+            changes.append(f"removed {_dotted(p)}")
+    for p in sorted(record.containers, key=len, reverse=True):
+        value = doc.get(p)
+        if value == {} or value == []:
+            doc.remove_key(p)
+            changes.append(f"removed {_dotted(p)} (empty)")
+    after = doc.text
+    remove = [Path(f) for f in record.files if Path(f).exists()]
+    if record.created_file and not doc.data and re.sub(r"\s", "", after) == "{}":
+        after = ""  # kimi-acp created the file and nothing else is in it: remove it
+        changes.append(f"removed {path} (kimi-acp created it)")
+    changes.extend(f"removed {f}" for f in remove)
+    return Outcome(path, before, after, changes, notes, Record(), remove_files=remove)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _atomic_write(path: Path, text: str, *, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def backup(path: Path) -> Path:
+    """Copy ``path`` to ``<name>.bak-<timestamp>`` next to it (mode and times kept)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.bak-{stamp}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.bak-{stamp}-{n}")
+        n += 1
+    shutil.copy2(path, target)
+    return target
+
+
+def diff(outcome: Outcome) -> str:
+    a = outcome.before.splitlines(keepends=True)
+    b = outcome.after.splitlines(keepends=True)
+    src = str(outcome.path) if outcome.before else "/dev/null"
+    lines = list(difflib.unified_diff(a, b, fromfile=src, tofile=str(outcome.path)))
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+def apply(outcome: Outcome) -> Path | None:
+    """Write the outcome: backup first, then the config (atomically), then bridge.json."""
+    backup_path = None
+    if outcome.before and not outcome.after:  # uninstall of a file kimi-acp created
+        backup_path = backup(outcome.path)
+        outcome.path.unlink()
+    elif outcome.before != outcome.after:
+        if outcome.path.exists():
+            backup_path = backup(outcome.path)
+            mode = outcome.path.stat().st_mode & 0o7777
+        else:
+            mode = 0o600
+        _atomic_write(outcome.path, outcome.after, mode=mode)
+    if outcome.bridge is not None:
+        bpath, btext = outcome.bridge
+        try:
+            _atomic_write(bpath, btext, mode=0o644)
+        except OSError as exc:
+            outcome.notes.append(
+                f"could not write {bpath} ({exc.strerror}); set KIMI_ACP_BIN={json.loads(btext)['command'][0]} "
+                "in the gateway's environment instead"
+            )
+    for f in outcome.remove_files:
+        f.unlink(missing_ok=True)
+    return backup_path
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _say(lines: Iterable[str]) -> None:
+    for line in lines:
+        print(line)
+
+
+def run(args: Any) -> int:
+    path = Path(args.config).expanduser() if getattr(args, "config", None) else default_config_path()
+    path = path.absolute()
+    rpath = record_path()
+    records = _load_records(rpath)
+    key = str(path)
+    record = Record.from_json(records["configs"].get(key, {}))
+
+    if args.uninstall:
+        if record.empty():
+            print(f"kimi-acp is not installed in {path} (no record in {rpath}); nothing to change")
+            return 0
+        outcome = plan_uninstall(path, record)
+    else:
+        opts = Options(agents=list(args.agent or []), global_=bool(args.global_), backend=args.backend)
+        outcome = plan_install(path, opts, record)
+
+    if args.dry_run:
+        text = diff(outcome)
+        print(f"dry run: nothing written. {'Changes' if outcome.changed else 'No changes'} to {path}:")
+        if text:
+            sys.stdout.write(text)
+        _say([f"  would: {c}" for c in outcome.changes] + [f"  note: {n}" for n in outcome.notes])
+        return 0
+
+    if not outcome.changed:
+        if args.uninstall:
+            print(f"nothing of kimi-acp's left in {path}; nothing to change")
+            records["configs"].pop(key, None)
+            _save_records(rpath, records)
+        else:
+            print(f"already installed; nothing to change ({path})")
+            if record.to_json() != outcome.record.to_json():
+                records["configs"][key] = outcome.record.to_json()
+                _save_records(rpath, records)
+        _say([f"  note: {n}" for n in outcome.notes])
+        return 0
+
+    # Record first (so an interrupted run can still be undone), then write.
+    if args.uninstall:
+        records["configs"].pop(key, None)
+    else:
+        records["configs"][key] = outcome.record.to_json()
+    backup_path = apply(outcome)
+    _save_records(rpath, records)
+
+    verb = "uninstalled kimi-acp from" if args.uninstall else "installed kimi-acp in"
+    print(f"{verb} {path}")
+    _say([f"  {c}" for c in outcome.changes])
+    if backup_path:
+        print(f"backup: {backup_path}")
+    elif outcome.before != outcome.after:
+        print(f"created {path} (no backup: there was no file)")
+    _say([f"  note: {n}" for n in outcome.notes])
+    if rpath.exists():
+        print(f"record: {rpath}")
+    if args.uninstall:
+        print("next: restart the OpenClaw gateway (openclaw gateway restart)")
+        return 0
+    print("next steps:")
+    print("  1. export KIMI_API_KEY=<your Kimi key> where the OpenClaw gateway runs (or put it in ~/.openclaw/.env)")
+    print("  2. restart the gateway: openclaw gateway restart")
+    print("  3. check: kimi-acp doctor")
+    print(
+        "  (the provider id 'kimi' makes the gateway look up @openclaw/kimi-provider with npm at start; "
+        "ACP spawns also need the acpx plugin: openclaw plugins install @openclaw/acpx)"
+    )
+    return 0

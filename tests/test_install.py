@@ -1,0 +1,310 @@
+"""``kimi-acp install``: edits openclaw.json keeping comments, records what it added, undoes it.
+
+Also the Python side of the OpenClaw extension's bridge (``kimi-acp hook before-tool-call``).
+Pure Python and fast; the same configs are checked by the real OpenClaw in test_openclaw.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+from pathlib import Path
+
+import pyjson5
+import pytest
+
+from kimi_acp import openclaw_ext
+from kimi_acp.cli import main
+from kimi_acp.config import load_config
+from kimi_acp.routing import resolve
+
+ORIGINAL = """\
+// My OpenClaw setup -- hand-written, please keep these comments
+{
+  /* chat models */
+  models: {
+    providers: {
+      openai: {
+        baseUrl: "https://api.openai.com/v1",
+        apiKey: "${OPENAI_API_KEY}", // from the gateway env
+        api: "openai-completions",
+        models: [{ id: "gpt-5", name: "GPT-5" },],
+      },
+    },
+  },
+  agents: {
+    defaults: { model: "openai/gpt-5" }, // everyone chats on GPT-5
+  },
+  plugins: {
+    entries: {
+      // the ACP runtime
+      acpx: { enabled: true, config: { permissionMode: "approve-all" } },
+    },
+  },
+}
+"""
+COMMENTS = [
+    "// My OpenClaw setup -- hand-written, please keep these comments",
+    "/* chat models */",
+    "// from the gateway env",
+    "// everyone chats on GPT-5",
+    "// the ACP runtime",
+]
+
+
+@pytest.fixture
+def ext_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The extension folder install points OpenClaw at (a scratch one: bridge.json lands there)."""
+    d = tmp_path / "ext"
+    d.mkdir()
+    monkeypatch.setattr(openclaw_ext, "extension_dir", lambda: d)
+    return d
+
+
+@pytest.fixture
+def cfg_path(tmp_path: Path, ext_dir: Path) -> Path:
+    p = tmp_path / "openclaw.json"
+    p.write_text(ORIGINAL, encoding="utf-8")
+    p.chmod(0o640)
+    return p
+
+
+def install(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["install", *args])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def backups(p: Path) -> list[Path]:
+    return sorted(p.parent.glob(p.name + ".bak-*"))
+
+
+def data(p: Path) -> dict:
+    return pyjson5.decode(p.read_text(encoding="utf-8"))
+
+
+def kimi_acp_bin() -> str:
+    return json.loads((openclaw_ext.extension_dir() / "bridge.json").read_text())["command"][0]
+
+
+# --------------------------------------------------------------------------- install
+
+
+def test_install_global_keeps_comments_and_adds_everything(cfg_path: Path, ext_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = install(capsys, "--global")
+    assert code == 0, out
+    text = cfg_path.read_text()
+    for c in COMMENTS:
+        assert c in text
+    d = data(cfg_path)  # still JSON5
+    assert d["models"]["providers"]["kimi"] == {
+        "baseUrl": "https://api.kimi.com/coding",
+        "apiKey": "${KIMI_API_KEY}",
+        "api": "anthropic-messages",
+        "models": [{"id": "kimi-k2.5", "name": "Kimi K2.5", "contextWindow": 262144, "maxTokens": 32768}],
+    }
+    assert d["models"]["providers"]["openai"]["models"] == [{"id": "gpt-5", "name": "GPT-5"}]
+    assert d["agents"]["defaults"] == {"model": "openai/gpt-5", "models": {"kimi/kimi-k2.5": {"alias": "Kimi K2.5"}}}
+    acpx = d["plugins"]["entries"]["acpx"]
+    assert acpx["enabled"] is True and acpx["config"]["permissionMode"] == "approve-all"
+    command = acpx["config"]["agents"]["kimi-acp"]["command"]
+    exe, sub = command.rsplit(" ", 1)
+    assert sub == "acp" and os.path.isabs(exe) and os.access(exe, os.X_OK), command
+    assert d["plugins"]["load"]["paths"] == [str(ext_dir)]
+    assert d["plugins"]["entries"]["kimi-acp"] == {"enabled": True, "config": {"defaultBackend": "kimi"}}
+    assert d["acp"] == {"defaultAgent": "kimi-acp"}  # no allowedAgents list created: empty allows all
+    # the extension's bridge runs this very kimi-acp
+    assert json.loads((ext_dir / "bridge.json").read_text()) == {"command": [exe]}
+
+    # kimi-acp's own loader reads it: our section validates and routes every agent to Kimi
+    cfg = load_config(cfg_path)
+    assert cfg.settings.defaultBackend == "kimi"
+    route = resolve(cfg, requester_agent="anyone", target="claude")
+    assert (route.name, route.model, route.rule) == ("kimi", "kimi-k2.5", "global")
+    assert resolve(cfg, model="Kimi K2.5").model == "kimi-k2.5"  # the alias works too
+
+    # backup first, byte for byte, mode kept; the file keeps its mode
+    (bak,) = backups(cfg_path)
+    assert bak.read_text() == ORIGINAL
+    assert stat.S_IMODE(bak.stat().st_mode) == 0o640 == stat.S_IMODE(cfg_path.stat().st_mode)
+    assert f"backup: {bak}" in out
+    assert "export KIMI_API_KEY" in out and "gateway restart" in out
+    assert "added models.providers.kimi" in out
+
+
+def test_new_keys_follow_the_file_style(cfg_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    install(capsys, "--agent", "coder")
+    text = cfg_path.read_text()
+    # unquoted keys and trailing commas, as in the file; indentation of the siblings
+    assert "\n      kimi: {\n        baseUrl: " in text
+    assert '"kimi/kimi-k2.5": { alias: "Kimi K2.5" }' in text  # into an inline object: inline
+    assert "        ],\n      },\n    },\n  },\n" in text
+
+
+def test_install_is_idempotent(cfg_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert install(capsys, "--global", "--agent", "coder")[0] == 0
+    first = cfg_path.read_bytes()
+    record = (Path(os.environ["KIMI_ACP_STATE_DIR"]) / "install.json").read_bytes()
+    code, out = install(capsys, "--global", "--agent", "coder")
+    assert code == 0
+    assert "already installed; nothing to change" in out
+    assert cfg_path.read_bytes() == first
+    assert (Path(os.environ["KIMI_ACP_STATE_DIR"]) / "install.json").read_bytes() == record
+    assert len(backups(cfg_path)) == 1
+
+
+def test_dry_run_writes_nothing_and_prints_a_diff(cfg_path: Path, ext_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = install(capsys, "--global", "--dry-run")
+    assert code == 0
+    assert cfg_path.read_text() == ORIGINAL
+    assert backups(cfg_path) == []
+    assert not (ext_dir / "bridge.json").exists()
+    assert not (Path(os.environ["KIMI_ACP_STATE_DIR"]) / "install.json").exists()
+    assert f"--- {cfg_path}\n+++ {cfg_path}\n@@ " in out
+    assert '+      kimi: {\n' in out
+    assert '+    defaultAgent: "kimi-acp",\n' in out
+    assert "nothing written" in out
+
+
+def test_uninstall_restores_the_original(cfg_path: Path, ext_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    install(capsys, "--global", "--agent", "coder", "--agent", "reviewer")
+    code, out = install(capsys, "--uninstall")
+    assert code == 0, out
+    assert data(cfg_path) == pyjson5.decode(ORIGINAL)
+    text = cfg_path.read_text()
+    for c in COMMENTS:
+        assert c in text
+    assert text == ORIGINAL  # exactly, in fact
+    assert not (ext_dir / "bridge.json").exists()
+    assert not (Path(os.environ["KIMI_ACP_STATE_DIR"]) / "install.json").exists()
+    assert len(backups(cfg_path)) == 2  # one per write
+    assert "removed models.providers.kimi" in out
+    # and once more: nothing recorded, nothing to do
+    code, out = install(capsys, "--uninstall")
+    assert code == 0 and "nothing to change" in out and cfg_path.read_text() == ORIGINAL
+
+
+def test_uninstall_keeps_what_the_user_added_since(cfg_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    install(capsys, "--agent", "coder")
+    text = cfg_path.read_text()
+    # the user adds an acpx alias of their own next to ours
+    text = text.replace('agents: { "kimi-acp"', 'agents: { mine: { command: "my-acp" }, "kimi-acp"')
+    d0 = pyjson5.decode(text)
+    assert "mine" in d0["plugins"]["entries"]["acpx"]["config"]["agents"], text
+    cfg_path.write_text(text)
+    install(capsys, "--uninstall")
+    d = data(cfg_path)
+    assert d["plugins"]["entries"]["acpx"]["config"] == {"permissionMode": "approve-all", "agents": {"mine": {"command": "my-acp"}}}
+    assert "kimi" not in d["models"]["providers"]
+    assert "kimi-acp" not in d["plugins"]["entries"]
+    assert "load" not in d["plugins"]
+
+
+def test_settings_it_changed_are_restored(tmp_path: Path, ext_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "openclaw.json"
+    original = json.dumps(
+        {
+            "acp": {"defaultAgent": "claude", "allowedAgents": ["claude"]},
+            "plugins": {"allow": ["acpx"], "load": {"paths": []}, "entries": {"kimi-acp": {"enabled": False}}},
+        },
+        indent=2,
+    ) + "\n"
+    p.write_text(original)
+    code, out = install(capsys, "--global", "--backend", "anthropic", "--config", str(p))
+    assert code == 0, out
+    d = data(p)
+    assert d["acp"] == {"defaultAgent": "kimi-acp", "allowedAgents": ["claude", "kimi-acp"]}  # appended to a list in use
+    assert d["plugins"]["allow"] == ["acpx", "kimi-acp"]
+    assert d["plugins"]["load"]["paths"] == [str(ext_dir)]
+    assert d["plugins"]["entries"]["kimi-acp"] == {"enabled": True, "config": {"defaultBackend": "anthropic"}}
+    json.loads(p.read_text())  # a JSON file stays JSON
+    assert 'set acp.defaultAgent = "kimi-acp" (was "claude")' in out
+    install(capsys, "--uninstall", "--config", str(p))
+    assert p.read_text() == original
+
+
+def test_agent_routes_only_that_agent(cfg_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = install(capsys, "--agent", "coder", "--agent", "reviewer")
+    assert code == 0, out
+    d = data(cfg_path)
+    assert d["plugins"]["entries"]["kimi-acp"]["config"] == {"agents": {"coder": {"backend": "kimi"}, "reviewer": {"backend": "kimi"}}}
+    assert "acp" not in d  # no global default agent
+    cfg = load_config(cfg_path)
+    assert resolve(cfg, requester_agent="coder", target="claude").name == "kimi"
+    assert resolve(cfg, requester_agent="writer", target="claude").name == "passthrough"
+
+
+def test_a_missing_file_is_created(tmp_path: Path, ext_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = Path(os.environ["OPENCLAW_CONFIG_PATH"])
+    assert not p.exists()
+    code, out = install(capsys, "--global")
+    assert code == 0, out
+    d = json.loads(p.read_text())  # created as plain JSON
+    assert d["acp"]["defaultAgent"] == "kimi-acp" and "kimi" in d["models"]["providers"]
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert backups(p) == []
+    assert load_config(p).settings.defaultBackend == "kimi"
+    install(capsys, "--uninstall")
+    assert not p.exists()  # it made the file, it takes it away
+
+
+def test_unknown_backend_is_refused(cfg_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = install(capsys, "--global", "--backend", "nope")
+    assert code == 2
+    assert "unknown backend 'nope'" in out and str(cfg_path) in out
+    assert cfg_path.read_text() == ORIGINAL and backups(cfg_path) == []
+
+
+def test_a_broken_file_is_refused_with_its_position(cfg_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg_path.write_text('{\n  models: {\n    providers: { x: 1 \n}\n')
+    code, out = install(capsys)
+    assert code == 2
+    assert f"{cfg_path}:" in out and "JSON5 syntax error" in out
+
+
+# --------------------------------------------------------------------------- the bridge's Python side
+
+
+def hook(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, payload: object) -> dict:
+    monkeypatch.setattr("sys.stdin", io.StringIO(payload if isinstance(payload, str) else json.dumps(payload)))
+    assert main(["hook", "before-tool-call"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def spawn(agent: str, params: dict | None = None, session: dict | None = None) -> dict:
+    return {
+        "event": {"toolName": "sessions_spawn", "params": {"runtime": "acp", "task": "x", "agentId": "claude", **(params or {})}},
+        "context": {"agentId": agent, "sessionKey": f"agent:{agent}:main", "sessionId": "s1"},
+        "session": session or {},
+    }
+
+
+def test_hook_routes_per_agent(cfg_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    install(capsys, "--agent", "coder")
+    assert hook(capsys, monkeypatch, spawn("coder")) == {
+        "params": {"runtime": "acp", "task": "x", "agentId": "kimi-acp", "model": "kimi/kimi-k2.5"}
+    }
+    assert hook(capsys, monkeypatch, spawn("writer")) == {}
+    # the requester session's /model choice routes too
+    chose = {"providerOverride": "kimi", "modelOverride": "kimi-k2.5"}
+    assert hook(capsys, monkeypatch, spawn("writer", session=chose))["params"]["model"] == "kimi/kimi-k2.5"
+    # a chat model that names no backend is not a spawn backend
+    assert hook(capsys, monkeypatch, spawn("writer", session={"providerOverride": "openai", "modelOverride": "gpt-5"})) == {}
+    # not ACP, or a harness kimi-acp does not run: left alone
+    assert hook(capsys, monkeypatch, {"event": {"params": {"runtime": "subagent", "task": "x"}}}) == {}
+    assert hook(capsys, monkeypatch, spawn("coder", {"agentId": "codex"})) == {}
+
+
+def test_hook_blocks_what_it_cannot_route(cfg_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    install(capsys, "--agent", "coder")
+    answer = hook(capsys, monkeypatch, spawn("writer", {"model": "nope/model"}))
+    assert answer["block"] is True and "unknown model 'nope/model'" in answer["blockReason"]
+    answer = hook(capsys, monkeypatch, "not json")
+    assert answer["block"] is True and "not JSON" in answer["blockReason"]
+    answer = hook(capsys, monkeypatch, spawn("coder", {"task": ""}))  # OpenClaw requires a task
+    assert answer["block"] is True and "invalid spawn request" in answer["blockReason"]
+    cfg_path.write_text("{ plugins: ")
+    answer = hook(capsys, monkeypatch, spawn("coder"))
+    assert answer["block"] is True and "JSON5 syntax error" in answer["blockReason"]
