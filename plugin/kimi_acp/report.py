@@ -10,7 +10,6 @@ from the store's outbox, retried with backoff until delivered.
 from __future__ import annotations
 
 import ipaddress
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 from .redact import redact
 
 GATEWAY_TARGET = "openclaw-gateway"
+CLAIM_LEASE = 60.0  # seconds an outbox item is reserved by the process delivering it
 
 _STATUS_TEXT = {
     "ok": "completed successfully",
@@ -190,7 +190,7 @@ def outbox_entries(r: RunResult, settings: Any, *, expects_completion: bool = Tr
 
 def backoff(attempts: int, base: float = 1.0, cap: float = 300.0) -> float:
     """Seconds before the next delivery attempt: 1, 2, 4, … capped at 5 minutes."""
-    return min(cap, base * math.pow(2, max(0, attempts)))
+    return min(cap, base * 2.0 ** min(max(0, attempts), 30))
 
 
 class GatewayReporter:
@@ -210,9 +210,13 @@ class GatewayReporter:
         """POST one item; ``None`` on success, else the (secret-free) reason it failed."""
         import httpx
 
-        url = check_gateway_url(payload["url"])
+        from .errors import KimiAcpError
+
         try:
+            url = check_gateway_url(payload["url"])
             resp = await self._client.post(url, json=payload["body"])
+        except KimiAcpError as exc:
+            return str(exc)
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {redact(str(exc))}"
         if 200 <= resp.status_code < 300:
@@ -228,6 +232,9 @@ async def flush_outbox(store: Any, reporter: GatewayReporter, *, now: float | No
     delivered = failed = 0
     for item in store.outbox_due(now):
         if item.target != GATEWAY_TARGET:
+            continue
+        # Claim it first: another kimi-acp process flushing the same state dir must not post it too.
+        if not store.outbox_claim(item.id, lease=CLAIM_LEASE, now=now):
             continue
         err = await reporter.deliver(item.payload)
         if err is None:

@@ -78,6 +78,19 @@ class GatewayReportSettings(_Strict):
     tokenEnv: str = Field("OPENCLAW_HOOKS_TOKEN", description="Variable holding the hooks token.")
     deliver: bool = Field(True, description="Ask the gateway to deliver the parent's reply to its channel.")
 
+    @field_validator("url")
+    @classmethod
+    def _loopback_or_https(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from .errors import ConfigError
+        from .report import check_gateway_url
+
+        try:
+            return check_gateway_url(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
 
 class ReportSettings(_Strict):
     gateway: GatewayReportSettings = Field(default_factory=GatewayReportSettings)

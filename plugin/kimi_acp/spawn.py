@@ -126,8 +126,16 @@ class Spawner:
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Spawner:
         from .default_plugins.claude_code import ClaudeCodeHarness
+        from .report import check_gateway_url
         from .supervisor import Supervisor, kill_run_processes
 
+        if self.config.settings.report.gateway.url:  # refuse now, not when the first result is due
+            try:
+                check_gateway_url(self.config.settings.report.gateway.url)
+            except KimiAcpError:
+                if self._own_store:
+                    self.store.close()
+                raise
         limits = self.config.settings.limits
         caps = {n: b.max_concurrent for n, b in self.config.backends.items() if b.max_concurrent}
         caps.update(limits.perBackend)
@@ -136,6 +144,8 @@ class Spawner:
             backend_caps=caps,
             default_backend_cap=limits.backendMaxConcurrent,
             grace=limits.graceSeconds,
+            # The /proc sweep for escaped descendants runs after the result is told (see _run).
+            sweep_escaped=False,
         )
         self._harness = ClaudeCodeHarness(self.config.settings.harness)
         if not self.pm.is_registered(self._harness):
@@ -148,6 +158,7 @@ class Spawner:
                     result_from_record(rec, self.store), settings, expects_completion=bool(rec.expects_completion)
                 ),
             )
+        self._flush_lock = anyio.Lock()  # the outbox loop and flush_outbox() never send the same item twice
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         if self.config.settings.report.gateway.url:
@@ -356,6 +367,9 @@ class Spawner:
         except OSError as exc:  # the harness could not be started: this run fails, the spawner lives on
             self._finish(rec, req, "error", error=f"cannot start the harness {spec.argv[0]!r}: {exc}", exit_code=None, state=state)
             return
+        except Exception as exc:  # a hook or callback failed: the supervisor killed the run; it fails, the spawner lives on
+            self._finish(rec, req, "error", error=f"kimi-acp stopped the run: {type(exc).__name__}: {exc}", exit_code=None, state=state)
+            return
         except BaseException:
             with anyio.CancelScope(shield=True):
                 self._finish(rec, req, "cancelled", error="the spawner shut down while the run was active", exit_code=None, state=state)
@@ -372,6 +386,9 @@ class Spawner:
             status, error = summary.status, summary.error
         self._finish(rec, req, status, error=error, exit_code=outcome.exit_code, state=state, summary=summary,
                      started=outcome.started_at, ended=outcome.ended_at)
+        # Descendants that left the process group (setsid) still carry KIMI_ACP_RUN_ID: no orphan survives.
+        with anyio.CancelScope(shield=True):
+            await self._supervisor.sweep(rec.run_id)
 
     def _cancel_requested(self, run_id: str) -> bool:
         try:
@@ -424,8 +441,13 @@ class Spawner:
         self.store.close_transcript(rec.run_id)
         rec.status = status
         self._results[rec.run_id] = result
-        if req.expectsCompletionMessage:
-            self.pm.hook.kimi_acp_run_finished(run=rec, result=result)
+        try:
+            if req.expectsCompletionMessage:
+                self.pm.hook.kimi_acp_run_finished(run=rec, result=result)
+        except Exception as exc:  # noqa: BLE001 - the result is committed; a reporter's bug must not hide it
+            import sys
+
+            print(f"kimi-acp: a kimi_acp_run_finished hook failed for run {rec.run_id}: {redact(repr(exc))}", file=sys.stderr)
         event = self._events.get(rec.run_id)
         if event is not None:
             event.set()
@@ -462,7 +484,8 @@ class Spawner:
 
         attempt = 0
         while True:
-            delivered, failed = await flush_outbox(self.store, self._reporter)
+            async with self._flush_lock:
+                delivered, failed = await flush_outbox(self.store, self._reporter)
             pending = self.store.outbox_pending()
             if failed:
                 attempt += 1
@@ -480,7 +503,8 @@ class Spawner:
         """Deliver every due outbox item now (gateway reporter configured)."""
         if self._reporter is None:
             return (0, 0)
-        return await flush_outbox(self.store, self._reporter)
+        async with self._flush_lock:
+            return await flush_outbox(self.store, self._reporter)
 
     def result_of(self, run_id: str) -> RunResult:
         return result_from_record(self.store.get_run(run_id), self.store)
@@ -510,6 +534,29 @@ def result_from_record(rec: Any, store: Any) -> RunResult:
     )
 
 
+def recover_runs(store: Any, settings: Any = None) -> list[Any]:
+    """``store.recover`` with the supervisor's killer and the lost runs' completion events.
+
+    ``settings`` (for the reporting target) default to the config at the usual place, read
+    only when a run is actually lost; when it cannot be read, lost runs are still marked
+    and killed, just not reported."""
+    from .supervisor import kill_run_processes
+
+    loaded: list[Any] = [settings]
+
+    def outbox_for(rec: Any) -> list[tuple[str, dict[str, Any]]]:
+        from .config import load_config
+
+        try:
+            if loaded[0] is None:
+                loaded[0] = load_config().settings
+            return outbox_entries(result_from_record(rec, store), loaded[0], expects_completion=bool(rec.expects_completion))
+        except KimiAcpError:  # an unreadable config or a refused gateway URL: mark lost, report nothing
+            return []
+
+    return store.recover(kill=lambda rec: kill_run_processes(rec.run_id, rec.pgid), outbox_for=outbox_for)
+
+
 async def wait_in_store(store: Any, run_id: str, poll: float = 0.2) -> RunResult:
     """Poll the store until the run is terminal (runs owned by another process)."""
     from .store import TERMINAL
@@ -519,7 +566,7 @@ async def wait_in_store(store: Any, run_id: str, poll: float = 0.2) -> RunResult
         if rec.status in TERMINAL:
             return result_from_record(rec, store)
         if rec.status in ("queued", "running"):
-            recovered = store.recover()
+            recovered = recover_runs(store)
             if any(r.run_id == run_id for r in recovered):
                 continue
         await anyio.sleep(poll)

@@ -416,6 +416,15 @@ class Store:
         )
         return [_outbox_from_row(r) for r in rows]
 
+    def outbox_claim(self, item_id: int, *, lease: float = 60.0, now: float | None = None) -> bool:
+        """Reserve a due item for ``lease`` seconds; False if another process got it first."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND delivered_at IS NULL AND next_attempt_at <= ?",
+                (now + lease, item_id, now),
+            ).rowcount == 1
+
     def outbox_mark_delivered(self, item_id: int) -> None:
         """The item was delivered; ``attempts`` counts this (successful) try too."""
         self._outbox_update(item_id, "delivered_at = ?, attempts = attempts + 1", (time.time(),))

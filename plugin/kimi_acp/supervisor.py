@@ -215,7 +215,18 @@ def kill_run_processes(run_id: str, pgid: int | None) -> int:
     killed = _kill_pids(sorted(victims))
     if pgid is not None:
         kill_process_group(pgid)
+    _wait_dead(victims)
     return killed
+
+
+def _wait_dead(pids: set[int], timeout: float = 2.0) -> None:
+    """Signals are delivered asynchronously: wait (briefly) until the victims are really gone."""
+    deadline = time.monotonic() + timeout
+    left = set(pids)
+    while left and time.monotonic() < deadline:
+        left = {p for p in left if _stat(p) is not None and _stat(p)[0] != b"Z"}  # type: ignore[index]
+        if left:
+            time.sleep(0.005)
 
 
 def _sweep_run_ids(run_ids: set[str]) -> int:

@@ -192,11 +192,13 @@ def _spawn_detached(request: dict[str, Any], context: dict[str, Any], args: Any)
 
 
 def _store() -> Any:
+    """The store, after recovery: runs of dead supervisors are marked lost, their processes
+    killed, and their completion events queued (whoever notices first, the CLI included)."""
+    from ..spawn import recover_runs
     from ..store import Store
-    from ..supervisor import kill_run_processes
 
     store = Store()
-    store.recover(kill=lambda rec: kill_run_processes(rec.run_id, rec.pgid))
+    recover_runs(store)
     return store
 
 
@@ -288,6 +290,9 @@ def kill(args: Any) -> int:
                 kill_run_processes(run_id, rec.pgid)
             time.sleep(0.1)
         rec = store.get_run(run_id)
+        if rec.status in TERMINAL:
+            # Descendants that left the group (setsid) still carry the run id: none outlives `kill`.
+            kill_run_processes(run_id, None)
         if args.json:
             sys.stdout.write(json.dumps({"runId": run_id, "status": rec.status}) + "\n")
         else:
