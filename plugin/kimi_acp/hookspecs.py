@@ -96,8 +96,10 @@ def kimi_acp_run_finished(run: Any, result: Any) -> Any:
 
     :param run: the run's record (:class:`kimi_acp.store.RunRecord`).
     :param result: the :class:`kimi_acp.report.RunResult`.
-    :return: ``None``, or a list of ``(target, payload)`` outbox entries to deliver durably
-        (retried until delivered).
+    :return: nothing; the return value is ignored. A hook that raises is reported on stderr and
+        does not affect the run or the other hooks' callers. (The OpenClaw gateway delivery is not
+        a hook: it is queued in the store's outbox in the same transaction as the result, so a
+        crash can never separate the two, and retried until delivered.)
     """
 
 

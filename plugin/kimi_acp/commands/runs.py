@@ -106,7 +106,7 @@ class Progress:
                 self.stream.write("\n")
 
 
-def _print_result(result: Any, args: Any, answer: dict[str, Any] | None = None) -> int:
+def _print_result(result: Any, args: Any) -> int:
     from ..redact import redact
 
     if getattr(args, "json", False):
@@ -135,6 +135,20 @@ def _print_result(result: Any, args: Any, answer: dict[str, Any] | None = None) 
     return EXIT_BY_STATUS.get(result.status, 1)
 
 
+class ResultPrinter:
+    """The CLI's reporter: prints the result of the run it was told to watch."""
+
+    def __init__(self, args: Any) -> None:
+        self.args = args
+        self.run_id: str | None = None
+        self.exit_code: int | None = None
+
+    @hookimpl
+    def kimi_acp_run_finished(self, run: Any, result: Any) -> None:
+        if run.run_id == self.run_id:
+            self.exit_code = _print_result(result, self.args)
+
+
 def spawn(args: Any) -> int:
     request, context = _request_from_args(args)
     if args.no_wait:
@@ -150,8 +164,9 @@ async def _spawn_and_wait(request: dict[str, Any], context: dict[str, Any], args
     from ..spawn import Spawner
 
     pm = get_plugin_manager()
-    progress = Progress()
+    progress, printer = Progress(), ResultPrinter(args)
     pm.register(progress, name="kimi_acp.cli.progress")
+    pm.register(printer, name="kimi_acp.cli.printer")
     try:
         async with Spawner(config_path=args.config, pm=pm) as spawner:
             answer = await spawner.spawn(request, context)
@@ -160,10 +175,12 @@ async def _spawn_and_wait(request: dict[str, Any], context: dict[str, Any], args
                     sys.stdout.write(json.dumps(answer, indent=2) + "\n")
                 print(f"kimi-acp spawn: {answer['status']}: {redact(answer.get('error', ''))}", file=sys.stderr)
                 return EXIT_REFUSED
+            printer.run_id = answer["runId"]
             result = await spawner.wait(answer["runId"])
-            return _print_result(result, args, answer)
+            return printer.exit_code if printer.exit_code is not None else _print_result(result, args)
     finally:
         pm.unregister(progress)
+        pm.unregister(printer)
 
 
 def _spawn_detached(request: dict[str, Any], context: dict[str, Any], args: Any) -> int:

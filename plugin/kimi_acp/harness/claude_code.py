@@ -211,7 +211,7 @@ def claude_version(claude: str, timeout: float = 10) -> str:
 class _Open(BaseModel):
     """Base of every event model: unknown keys are kept, never rejected (the CLI adds keys often)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)  # built on first parse, while the CLI starts up
 
 
 def _int_or_none(value: Any) -> int | None:
