@@ -20,8 +20,11 @@ def state_dir(environ: dict[str, str] | None = None) -> Path:
 
 
 def ensure_state_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    """Create ``path`` with mode 0700 (the umask filters mkdir's mode). An existing dir is
+    left as is: ``$KIMI_ACP_STATE_DIR`` may point at a shared one."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path, 0o700)
     return path
 
 

@@ -43,8 +43,9 @@ _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
 
 def default_state_dir() -> Path:
     """``$KIMI_ACP_STATE_DIR``, else ``~/.openclaw/kimi-acp`` (next to OpenClaw's own state)."""
-    configured = os.environ.get("KIMI_ACP_STATE_DIR")
-    return Path(configured).expanduser() if configured else Path.home() / ".openclaw" / "kimi-acp"
+    from .sessions import state_dir
+
+    return state_dir()
 
 
 # --------------------------------------------------------------------------- processes
@@ -209,9 +210,9 @@ def _outbox_from_row(row: sqlite3.Row) -> OutboxItem:
 
 def _private_dir(path: Path) -> None:
     """Create ``path`` with mode 0700. An existing dir is left as is: it may be shared."""
-    if not path.is_dir():
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+    from .sessions import ensure_state_dir
+
+    ensure_state_dir(path)
 
 
 def _private_file(path: Path) -> None:
