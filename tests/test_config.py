@@ -515,3 +515,33 @@ def test_error_line_points_at_the_right_key_not_a_longer_one(cfg_file, presets):
     assert str(ei.value).startswith(f"{cfg_file}:6: plugins.entries.kimi-acp.config.agents.coder.backend: ")
     assert find_key_line(text, ["plugins", "entries", "kimi-acp", "config", "agents", "coder"]) == 6
     assert find_key_line(text, ["plugins", "entries", "kimi-acp", "config", "agents", "sub-coder"]) == 5
+
+
+def test_settings_cache_holds_no_secret_and_gives_the_same_settings(tmp_path, monkeypatch):
+    """The validated-settings cache (fast start) never stores a key, and a cached load equals a fresh one."""
+    import json as _json
+
+    from kimi_acp.config import load_config
+
+    key = "sk-kimi-cachetest0000000000000000wxyz"
+    monkeypatch.setenv("KIMI_API_KEY", key)
+    cfg = tmp_path / "cache-openclaw.json"
+    cfg.write_text(_json.dumps({"plugins": {"entries": {"kimi-acp": {"config": {
+        "defaultBackend": "kimi",
+        "backends": {"kimi": {"apiKey": "${KIMI_API_KEY}", "env": {"EXTRA_TOKEN": "tok-secret-123456", "PLAIN": "v"}}},
+        "report": {"gateway": {"url": "http://127.0.0.1:18789", "token": "hooks-secret-abcdef"}},
+    }}}}}))
+    fresh = load_config(cfg)
+    cache = tmp_path / "state" / "settings-cache.json"
+    assert cache.exists() and oct(cache.stat().st_mode & 0o777) == "0o600"
+    raw = cache.read_text()
+    for secret in (key, "tok-secret-123456", "hooks-secret-abcdef"):
+        assert secret not in raw
+    cached = load_config(cfg)
+    assert type(cached.settings).__name__ == "_View"  # really the fast path
+    b1, b2 = fresh.backends["kimi"], cached.backends["kimi"]
+    assert b1 == b2 and b2.resolve_key({}) == key
+    assert dict(b2.env) == {"EXTRA_TOKEN": "tok-secret-123456", "PLAIN": "v"}
+    assert cached.settings.report.gateway.token.get_secret_value() == "hooks-secret-abcdef"
+    assert cached.settings.defaultBackend == fresh.settings.defaultBackend == "kimi"
+    assert cached.settings.limits.maxConcurrent == fresh.settings.limits.maxConcurrent

@@ -345,15 +345,19 @@ def _rebuild(dump: Any, raw: Any) -> Any:
     if isinstance(dump, list):
         return [_rebuild(v, None) for v in dump]
     if dump == _SECRET:
-        return _Secret(raw) if isinstance(raw, str) else None
+        return _Secret(raw) if isinstance(raw, str) else raw
     return dump
 
 
 def _strip_secrets(obj: Any) -> Any:
+    """The dump without secrets: SecretStr fields, and any value under a secret-looking name
+    (``env: {GLM_TOKEN: ...}``), become a marker that :func:`_rebuild` fills from the live file."""
     from pydantic import SecretStr
 
+    from .redact import is_secret_name
+
     if isinstance(obj, dict):
-        return {k: _strip_secrets(v) for k, v in obj.items()}
+        return {k: _SECRET if isinstance(v, str) and is_secret_name(k) else _strip_secrets(v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_strip_secrets(v) for v in obj]
     if isinstance(obj, SecretStr):
