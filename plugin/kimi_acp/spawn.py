@@ -18,6 +18,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import anyio
@@ -127,7 +128,7 @@ class Spawner:
     async def __aenter__(self) -> Spawner:
         from .default_plugins.claude_code import ClaudeCodeHarness
         from .report import check_gateway_url
-        from .supervisor import Supervisor, kill_run_processes
+        from .supervisor import ProcessSlots, Supervisor, kill_run_processes
 
         if self.config.settings.report.gateway.url:  # refuse now, not when the first result is due
             try:
@@ -146,6 +147,8 @@ class Spawner:
             grace=limits.graceSeconds,
             # The /proc sweep for escaped descendants runs after the result is told (see _run).
             sweep_escaped=False,
+            # The per-backend cap holds across every kimi-acp process on this state dir.
+            slots=ProcessSlots(Path(self.store.state_dir) / "slots", caps, limits.backendMaxConcurrent),
         )
         self._harness = ClaudeCodeHarness(self.config.settings.harness)
         if not self.pm.is_registered(self._harness):

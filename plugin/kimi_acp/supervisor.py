@@ -23,13 +23,16 @@ runs are cheap. Methods are not thread-safe: call them from the event loop threa
 
 from __future__ import annotations
 
+import fcntl
 import inspect
 import math
 import os
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from subprocess import PIPE
 from typing import Any, Literal
 
@@ -37,6 +40,7 @@ import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
 __all__ = [
+    "ProcessSlots",
     "RUN_ID_ENV",
     "LineCallback",
     "ProcessOutcome",
@@ -265,6 +269,58 @@ async def _group_gone(pgid: int, timeout: float = 2.0) -> bool:
         delay = min(delay * 2, 0.05)
 
 
+class ProcessSlots:
+    """A per-backend cap shared by every process that uses the same directory.
+
+    Each backend has N lock files (``<dir>/<backend>/<i>.lock``); a run holds an
+    exclusive ``flock`` on one of them while it runs. The kernel drops the lock when
+    its holder dies, so a crashed supervisor never leaks a slot. This is what keeps
+    several ``kimi-acp`` processes (one ``kimi-acp acp`` per OpenClaw ACP session,
+    ``spawn --no-wait`` workers) within a plan's rate limit together.
+    """
+
+    def __init__(self, directory: Path, caps: Mapping[str, int] | None = None, default: int = 2, poll: float = 0.1) -> None:
+        self.directory = Path(directory)
+        self.caps = dict(caps or {})
+        self.default = default
+        self.poll = poll
+
+    def cap(self, key: str) -> int:
+        return max(1, self.caps.get(key, self.default))
+
+    def try_acquire(self, key: str) -> int | None:
+        """An fd holding a free slot of ``key``, or ``None`` if all are taken."""
+        folder = self.directory / re.sub(r"[^A-Za-z0-9_.-]", "_", key)
+        if not folder.is_dir():
+            for d in (self.directory, folder):  # private, like the rest of the state dir
+                if not d.is_dir():
+                    d.mkdir(parents=True, exist_ok=True)
+                    os.chmod(d, 0o700)
+        for i in range(self.cap(key)):
+            fd = os.open(folder / f"{i}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            return fd
+        return None
+
+    async def acquire(self, key: str) -> int:
+        while True:
+            fd = self.try_acquire(key)
+            if fd is not None:
+                return fd
+            await anyio.sleep(self.poll)
+
+    @staticmethod
+    def release(fd: int) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
 class _Run:
     """Book-keeping for one queued or running run."""
 
@@ -277,6 +333,7 @@ class _Run:
         "exited",
         "stop_reason",
         "cancel_requested",
+        "slot_fd",
     )
 
     def __init__(self, spec: ProcessSpec) -> None:
@@ -288,6 +345,7 @@ class _Run:
         self.exited = False
         self.stop_reason: str | None = None
         self.cancel_requested = False
+        self.slot_fd: int | None = None  # the cross-process slot (ProcessSlots), while held
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -334,6 +392,7 @@ class Supervisor:
         max_line_bytes: int = 8 * 1024 * 1024,
         drain_timeout: float = 2.0,
         sweep_escaped: bool = True,
+        slots: ProcessSlots | None = None,
     ) -> None:
         if max_concurrent < 1 or default_backend_cap < 1:
             raise ValueError("max_concurrent and default_backend_cap must be at least 1")
@@ -348,6 +407,7 @@ class Supervisor:
         self._max_line = max_line_bytes
         self._drain_timeout = drain_timeout
         self._sweep_escaped = sweep_escaped
+        self._slots = slots
         # Limiters are created lazily: they must be made inside the event loop.
         self._global: anyio.CapacityLimiter | None = None
         self._backends: dict[str, anyio.CapacityLimiter] = {}
@@ -455,6 +515,7 @@ class Supervisor:
                 run.state = "running"
                 return await self._execute(run, on_line, on_started)
             finally:
+                self._release_slot(run)
                 for limiter in reversed(limiters):
                     limiter.release_on_behalf_of(run.token)
         finally:
@@ -462,6 +523,11 @@ class Supervisor:
             if not self._runs and self._idle is not None:
                 self._idle.set()
                 self._idle = None
+
+    def _release_slot(self, run: _Run) -> None:
+        if run.slot_fd is not None and self._slots is not None:
+            fd, run.slot_fd = run.slot_fd, None
+            self._slots.release(fd)
 
     def _backend_limiter(self, backend: str) -> anyio.CapacityLimiter:
         limiter = self._backends.get(backend)
@@ -490,11 +556,21 @@ class Supervisor:
                             await _call(on_queued)
                         await limiter.acquire_on_behalf_of(run.token)
                     held.append(limiter)
+                    if limiter is not self._global and self._slots is not None:
+                        # Other kimi-acp processes on this state dir count against the backend too.
+                        run.slot_fd = self._slots.try_acquire(run.spec.backend)
+                        if run.slot_fd is None:
+                            if not notified and on_queued is not None:
+                                notified = True
+                                await _call(on_queued)
+                            run.slot_fd = await self._slots.acquire(run.spec.backend)
         except BaseException:
+            self._release_slot(run)
             for limiter in reversed(held):
                 limiter.release_on_behalf_of(run.token)
             raise
         if run.cancel_requested:
+            self._release_slot(run)
             for limiter in reversed(held):
                 limiter.release_on_behalf_of(run.token)
             return None
