@@ -410,3 +410,15 @@ def test_errors_and_text_are_redacted() -> None:
     state = _state([INIT, _with(RESULT_OK, is_error=True, result=f"bad key {key}")])
     out = summarize(state, exit_code=1, stderr_tail=f"key was {key}", redactor=Redactor([key]))
     assert key not in (out.error or "") and key not in out.text and "…0123" in (out.error or "")
+
+
+@pytest.mark.parametrize(
+    ("thinking", "effort"),
+    [("high", "high"), ("Minimal", "low"), ("off", "low"), ("medium", "medium"), ("xhigh", "xhigh"), ("bogus", None), (None, None)],
+)
+def test_thinking_maps_to_effort(thinking, effort) -> None:
+    argv, _ = build_argv("/bin/claude", thinking=thinking)
+    if effort is None:
+        assert "--effort" not in argv
+    else:
+        assert argv[argv.index("--effort") + 1] == effort

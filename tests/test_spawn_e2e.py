@@ -228,3 +228,18 @@ def test_cli_demo(tmp_path: Path, claude_bin: str) -> None:
     assert "Authorization: (none)" in out and "PRESENT" not in out
     assert "sk-kimi-demo-local-stub-key-7d3a" not in out + done.stderr
     assert "sk-ant-decoy" not in out + done.stderr
+
+
+@pytest.mark.asyncio
+async def test_thinking_level_reaches_the_request_as_effort(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, claude_bin: str, stub: StubServer
+) -> None:
+    """sessions_spawn's `thinking` becomes Claude Code's --effort, seen in the request body."""
+    configure(tmp_path, claude_bin, stub, None)
+    environ = e2e_environ(tmp_path, monkeypatch)
+    async with Spawner(environ=environ) as sp:
+        answer = await sp.spawn({"task": "say hi", "runtime": "acp", "thinking": "low"}, CONTEXT)
+        result = await sp.wait(answer["runId"], timeout=60)
+    assert result.status == "ok", result
+    efforts = {((r.body or {}).get("output_config") or {}).get("effort") for r in stub.messages_requests()}
+    assert efforts == {"low"}  # Claude Code's own default with the kimi model is "high"

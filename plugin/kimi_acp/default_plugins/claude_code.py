@@ -42,5 +42,6 @@ class ClaudeCodeHarness:
             permission=self.settings.permissionMode,
             allow_root_bypass=self.settings.allowRootBypass,
             extra_args=self.settings.args,
+            thinking=request.thinking,
         )
         return argv

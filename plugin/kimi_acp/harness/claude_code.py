@@ -91,6 +91,18 @@ def permission_args(mode: PermissionMode, *, allow_root_bypass: bool) -> tuple[l
     return ["--permission-mode", claude_mode], env
 
 
+# OpenClaw's thinking levels -> Claude Code's --effort (low, medium, high, xhigh, max).
+EFFORT_BY_THINKING = {
+    "off": "low",
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "xhigh",
+    "max": "max",
+}
+
+
 def build_argv(
     claude: str,
     *,
@@ -100,8 +112,12 @@ def build_argv(
     permission: PermissionMode = "approve-edits",
     allow_root_bypass: bool = False,
     extra_args: Sequence[str] = (),
+    thinking: str | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The argv of one headless Claude Code run, and the extra env it needs.
+
+    ``thinking`` is OpenClaw's thinking level (``off``, ``minimal``, ``low``, ``medium``,
+    ``high``, ``xhigh``), mapped onto Claude Code's ``--effort``; unknown levels are ignored.
 
     The task is not a parameter on purpose: it goes on stdin. ``resume`` continues an earlier
     Claude session (same cwd only); otherwise ``session_id`` fixes the new session's id.
@@ -113,6 +129,9 @@ def build_argv(
     argv = [claude, "-p", "--output-format", "stream-json", "--verbose", *perm]
     if model:
         argv += ["--model", model]
+    effort = EFFORT_BY_THINKING.get((thinking or "").strip().lower())
+    if effort:
+        argv += ["--effort", effort]
     if resume:
         argv += ["--resume", resume]
     elif session_id:
