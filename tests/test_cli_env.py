@@ -154,7 +154,7 @@ def test_unknown_model_lists_known_refs(cfg_file, parent_env, capsys):
     assert main(["env", "--model", "nosuch/model", "--json"]) == 2
     err = capsys.readouterr().err
     assert "unknown model 'nosuch/model' (known: " in err
-    for ref in ("kimi/kimi-k2.5", "kimi k2.5", "sonnet", "passthrough"):
+    for ref in ("kimi/kimi-k2.5", "Kimi K2.5", "Sonnet", "passthrough"):
         assert ref in err
 
 

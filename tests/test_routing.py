@@ -142,7 +142,7 @@ def test_unknown_explicit_ref_lists_known_refs(load):
         resolve(cfg, model="nosuch/model-x", requester_agent="coder")
     msg = str(ei.value)
     assert msg.startswith("unknown model 'nosuch/model-x' (known: ")
-    for ref in ("kimi/kimi-k2.5", "kimi", "anthropic", "kimi k2.5", "passthrough"):
+    for ref in ("kimi/kimi-k2.5", "kimi", "anthropic", "Kimi K2.5", "passthrough"):
         assert ref in msg
 
 

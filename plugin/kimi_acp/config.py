@@ -42,6 +42,9 @@ def line_col(text: str, offset: int) -> tuple[int, int]:
     return line, col
 
 
+_TOKENS = {"comma": "','", "colon": "':'", "bracket": "']'", "brace": "'}'"}
+
+
 def parse_json5(text: str, path: Path | str) -> Any:
     """Parse JSON5 text; a syntax error names the file, line and column."""
     import pyjson5
@@ -57,6 +60,8 @@ def parse_json5(text: str, path: Path | str) -> Any:
             line, col = line_col(text, max(0, int(m.group(1)) - 1))
             where = f":{line}:{col}"
             msg = msg[: m.start()].rstrip(" ,")
+        msg = re.sub(r"^Stray b'(\w+)'", lambda t: f"unexpected {_TOKENS.get(t.group(1), t.group(1))}", msg)
+        msg = re.sub(r"b'([^']*)'", r"'\1'", msg)
         raise ConfigError(f"{path}{where}: JSON5 syntax error: {msg}") from None
 
 
@@ -119,6 +124,7 @@ class Config:
     backends: dict[str, Backend]
     aliases: dict[str, str]  # lower-cased alias -> "provider/model"
     agents: dict[str, AgentInfo]
+    alias_names: dict[str, str] = field(default_factory=dict)  # lower-cased alias -> as written
     default_subagent_model: str | None = None
     missing_vars: set[str] = field(default_factory=set)
     environ: Mapping[str, str] = field(default_factory=dict)
@@ -233,12 +239,20 @@ def _file_backends(data: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]
     return found
 
 
-def _aliases(data: dict[str, Any], backends: Mapping[str, Backend]) -> dict[str, str]:
+def _aliases(data: dict[str, Any], backends: Mapping[str, Backend]) -> tuple[dict[str, str], dict[str, str]]:
+    """(lower-cased alias -> model ref, lower-cased alias -> the alias as written)."""
     aliases: dict[str, str] = {}
+    names: dict[str, str] = {}
+
+    def add(alias: str, ref: str, *, override: bool = True) -> None:
+        if override or alias.lower() not in aliases:
+            aliases[alias.lower()] = ref
+            names[alias.lower()] = alias
+
     for b in backends.values():
         for m in b.models:
             if m.name:
-                aliases.setdefault(m.name.lower(), f"{b.name}/{m.id}")
+                add(m.name, f"{b.name}/{m.id}", override=False)
     tables = [_dig(data, ("agents", "defaults", "models")), data.get("models")]
     for table in tables:
         if not isinstance(table, dict):
@@ -249,12 +263,12 @@ def _aliases(data: dict[str, Any], backends: Mapping[str, Backend]) -> dict[str,
             if isinstance(spec, dict):
                 alias = spec.get("alias")
                 if isinstance(alias, str) and alias:
-                    aliases[alias.lower()] = ref
+                    add(alias, ref)
                 elif isinstance(alias, list):
                     for a in alias:
-                        if isinstance(a, str):
-                            aliases[a.lower()] = ref
-    return aliases
+                        if isinstance(a, str) and a:
+                            add(a, ref)
+    return aliases, names
 
 
 def _model_ref(v: Any) -> str | None:
@@ -477,6 +491,7 @@ def load_config(
                 f"{cfg_path}: backend '{name}' has no base URL: set {SECTION}.backends.{name}.baseUrl"
             )
 
+    aliases, alias_names = _aliases(data, backends)
     cfg = Config(
         path=cfg_path,
         exists=exists,
@@ -484,7 +499,8 @@ def load_config(
         data=data,
         settings=settings,
         backends=backends,
-        aliases=_aliases(data, backends),
+        aliases=aliases,
+        alias_names=alias_names,
         agents=_agents(data),
         default_subagent_model=_model_ref(_dig(data, ("agents", "defaults", "subagents", "model"))),
         missing_vars=missing,

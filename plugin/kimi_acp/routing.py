@@ -42,7 +42,7 @@ def known_refs(cfg: Config) -> list[str]:
         ids = [m.id for m in b.models] or ([b.model] if b.model else [])
         refs.extend(f"{b.name}/{i}" for i in ids)
         refs.append(b.name)
-    refs.extend(sorted({a for a in cfg.aliases}))
+    refs.extend(sorted(cfg.alias_names.get(a, a) for a in cfg.aliases))
     refs.append(PASSTHROUGH)
     return list(dict.fromkeys(refs))
 
