@@ -14,6 +14,7 @@ import pytest
 
 from kimi_acp.errors import HarnessConfigError, HarnessNotFoundError
 from kimi_acp.harness import claude_code as cc
+from kimi_acp.harness import command as cmd
 from kimi_acp.harness.claude_code import (
     ApiRetry,
     AssistantEvent,
@@ -96,12 +97,12 @@ def test_argv_resume_wins_over_session_id_and_no_model_is_omitted() -> None:
     [("approve-all", "bypassPermissions"), ("approve-edits", "acceptEdits"), ("approve-reads", "default"), ("deny-all", "dontAsk")],
 )
 def test_permission_mapping_as_non_root(monkeypatch: pytest.MonkeyPatch, mode: str, claude_mode: str) -> None:
-    monkeypatch.setattr(cc, "_is_root", lambda: False)
+    monkeypatch.setattr(cmd, "_is_root", lambda: False)
     assert permission_args(mode, allow_root_bypass=False) == (["--permission-mode", claude_mode], {})  # type: ignore[arg-type]
 
 
 def test_approve_all_as_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cc, "_is_root", lambda: True)
+    monkeypatch.setattr(cmd, "_is_root", lambda: True)
     with pytest.raises(HarnessConfigError) as err:
         permission_args("approve-all", allow_root_bypass=False)
     assert str(err.value) == (
@@ -143,7 +144,7 @@ def no_claude(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    monkeypatch.setattr(cc, "_REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setattr(cmd, "_REPO_ROOT", tmp_path / "repo")
     return tmp_path
 
 

@@ -34,6 +34,10 @@ COMMANDS = {
 }
 
 
+# One-shot commands whose work is fully done (store closed, output flushed) when they return.
+FAST_EXIT = {"spawn", "env"}
+
+
 def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH", help="openclaw.json (default: $OPENCLAW_CONFIG_PATH, else ~/.openclaw/openclaw.json)")
 
@@ -163,5 +167,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def run() -> None:
+    """The ``kimi-acp`` console script: :func:`main`, then a fast exit for one-shot commands.
+
+    When ``spawn`` or ``env`` return, everything is committed and closed; the interpreter's
+    teardown (tens of ms freeing pydantic and anyio state) is skipped with ``os._exit``.
+    Only here, never in :func:`main`, which embedding code and tests call in-process.
+    """
+    argv = sys.argv[1:]
+    code = main(argv)
+    if argv and argv[0] in FAST_EXIT:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

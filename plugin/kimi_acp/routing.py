@@ -80,6 +80,16 @@ def require_ref(cfg: Config, ref: str, what: str = "model") -> tuple[Backend, st
     return found
 
 
+DEFAULT_TARGET = "claude"
+
+
+def default_target(cfg: Config) -> str:
+    """The ACP agent a spawn without ``agentId`` targets: ``acp.defaultAgent``, else ``claude``."""
+    acp = cfg.data.get("acp")
+    target = acp.get("defaultAgent") if isinstance(acp, dict) else None
+    return target if isinstance(target, str) and target else DEFAULT_TARGET
+
+
 def known_agents(cfg: Config) -> list[str]:
     return sorted({"main", *cfg.agents, *cfg.settings.agents})
 

@@ -28,7 +28,6 @@ from .errors import KimiAcpError, MissingKeyError, SpawnBlocked, UnknownNameErro
 from .redact import redact
 from .report import GatewayReporter, RunResult, flush_outbox, outbox_entries
 
-DEFAULT_TARGET = "claude"
 ACCEPTED_NOTE = "initial ACP task queued in isolated session; kimi-acp reports the result back to the requester session"
 
 
@@ -193,8 +192,18 @@ class Spawner:
                 self.store.close()
 
     # ------------------------------------------------------------------ the front
-    async def spawn(self, request: SpawnRequest | Mapping[str, Any], context: SpawnContext | Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Accept (or refuse) a spawn; returns at once, the run goes on in the background."""
+    async def spawn(
+        self,
+        request: SpawnRequest | Mapping[str, Any],
+        context: SpawnContext | Mapping[str, Any] | None = None,
+        *,
+        prestarted: Any = None,
+    ) -> dict[str, Any]:
+        """Accept (or refuse) a spawn; returns at once, the run goes on in the background.
+
+        ``prestarted`` (a :class:`kimi_acp.prestart.Prestarted`) is a harness process already
+        started for this request; it is adopted when the prepared run matches it exactly
+        (same argv, env, cwd), and left to its owner (who kills it) otherwise."""
         if self._tg is None:
             raise RuntimeError("use the Spawner as `async with Spawner() as spawner:`")
         try:
@@ -205,11 +214,13 @@ class Spawner:
             return error_answer("spawn_failed", f"invalid spawn request: {msg}")
         if req.runtime != "acp":
             return {"status": "ignored", "reason": f"runtime '{req.runtime}' is OpenClaw's own; kimi-acp acts on runtime='acp' only"}
-        prepared = self.prepare(req, ctx)
+        prepared = self.prepare(req, ctx, run_id=prestarted.run_id if prestarted is not None else None)
         rec = prepared["record"]
         if "error" in prepared:
             return prepared["error"]
         spec = prepared["spec"]
+        if prestarted is not None and prestarted.matches(spec):
+            spec.process, spec.slot_fd = prestarted.adopt()
         req = prepared["request"]  # as rewritten by kimi_acp_before_spawn hooks
         self._events[rec.run_id] = anyio.Event()
         self._tg.start_soon(self._run, rec, spec, req, prepared["route"])
@@ -226,7 +237,7 @@ class Spawner:
             "note": ACCEPTED_NOTE,
         }
 
-    def prepare(self, req: SpawnRequest, ctx: SpawnContext) -> dict[str, Any]:
+    def prepare(self, req: SpawnRequest, ctx: SpawnContext, *, run_id: str | None = None) -> dict[str, Any]:
         """Hooks, routing, env and argv for one request; every failure is recorded in the store."""
         from .environment import build_child_env
         from .routing import check_agent, resolve
@@ -249,7 +260,7 @@ class Spawner:
 
         settings = self.config.settings
         target = req.agentId or self._default_target()
-        run_id = str(uuid.uuid4())
+        run_id = run_id or str(uuid.uuid4())
         owner_pid, owner_start = current_owner()
         timeout = req.runTimeoutSeconds if req.runTimeoutSeconds is not None else settings.limits.runTimeoutSeconds
         rec = RunRecord(
@@ -333,9 +344,9 @@ class Spawner:
         return {"record": rec, "spec": spec, "route": route, "request": req}
 
     def _default_target(self) -> str:
-        acp = self.config.data.get("acp") if isinstance(self.config.data.get("acp"), dict) else {}
-        target = acp.get("defaultAgent") if isinstance(acp, dict) else None
-        return target if isinstance(target, str) and target else DEFAULT_TARGET
+        from .routing import default_target
+
+        return default_target(self.config)
 
     # ------------------------------------------------------------------ running
     async def _run(self, rec: Any, spec: Any, req: SpawnRequest, route: Any = None) -> None:

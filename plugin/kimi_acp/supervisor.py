@@ -31,7 +31,7 @@ import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import PIPE
 from typing import Any, Literal
@@ -82,6 +82,12 @@ class ProcessSpec:
     timeout: float | None = None
     #: Key of the per-backend cap.
     backend: str = "default"
+    #: A process already started for this spec (with ``start_new_session=True``, stdin a pipe
+    #: not yet written, and ``KIMI_ACP_RUN_ID`` in its env) to adopt instead of starting one.
+    #: ``kimi-acp spawn`` starts Claude Code this way while the rest of kimi-acp imports.
+    process: Process | None = field(default=None, repr=False, compare=False)
+    #: The cross-process slot (:class:`ProcessSlots`) the adopted process already holds.
+    slot_fd: int | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -490,15 +496,25 @@ class Supervisor:
         cannot be started (missing program, bad cwd), ``ValueError`` if the run id
         is already queued or running, ``RuntimeError`` after :meth:`aclose`.
         """
-        if self._closed:
-            raise RuntimeError("the supervisor is closed; create a new one to run more processes")
-        if spec.run_id in self._runs:
+        if self._closed or spec.run_id in self._runs:
+            await self._discard(spec)
+            if spec.slot_fd is not None and self._slots is not None:
+                self._slots.release(spec.slot_fd)
+                spec.slot_fd = None
+            if self._closed:
+                raise RuntimeError("the supervisor is closed; create a new one to run more processes")
             raise ValueError(f"run {spec.run_id!r} is already queued or running")
         run = _Run(spec)
+        run.slot_fd, spec.slot_fd = spec.slot_fd, None  # the run owns (and releases) it from here
         self._runs[spec.run_id] = run
         try:
-            limiters = await self._acquire(run, on_queued)
+            try:
+                limiters = await self._acquire(run, on_queued)
+            except BaseException:
+                await self._discard(spec)
+                raise
             if limiters is None:
+                await self._discard(spec)
                 return ProcessOutcome(
                     exit_code=None,
                     timed_out=False,
@@ -523,6 +539,14 @@ class Supervisor:
             if not self._runs and self._idle is not None:
                 self._idle.set()
                 self._idle = None
+
+    @staticmethod
+    async def _discard(spec: ProcessSpec) -> None:
+        """An adopted process whose run never started: kill its group and reap it."""
+        if spec.process is not None:
+            with anyio.CancelScope(shield=True):
+                kill_process_group(spec.process.pid)
+                await spec.process.aclose()
 
     def _release_slot(self, run: _Run) -> None:
         if run.slot_fd is not None and self._slots is not None:
@@ -556,7 +580,7 @@ class Supervisor:
                             await _call(on_queued)
                         await limiter.acquire_on_behalf_of(run.token)
                     held.append(limiter)
-                    if limiter is not self._global and self._slots is not None:
+                    if limiter is not self._global and self._slots is not None and run.slot_fd is None:
                         # Other kimi-acp processes on this state dir count against the backend too.
                         run.slot_fd = self._slots.try_acquire(run.spec.backend)
                         if run.slot_fd is None:
@@ -588,7 +612,7 @@ class Supervisor:
         # Shielded: a cancellation landing mid-spawn must not lose the handle of a
         # process that already exists.
         with anyio.CancelScope(shield=True):
-            process = await anyio.open_process(
+            process = spec.process or await anyio.open_process(
                 spec.argv,
                 stdin=PIPE,
                 stdout=PIPE,

@@ -115,7 +115,7 @@ def run(args: Any) -> int:
             if b.timeout_ms is not None and b.timeout_ms < 120_000:
                 checks.append(Check("timeout", False, f"API timeout {b.timeout_ms} ms is below 120000", "raise timeoutMs to 600000"))
     try:
-        from ..harness.claude_code import claude_version, find_claude
+        from ..harness.command import claude_version, find_claude
 
         configured = cfg.settings.harness.command if cfg is not None else None
         path = find_claude(configured)

@@ -89,8 +89,7 @@ def _run_before_spawn(params: dict[str, Any], context: dict[str, Any], session_m
 def before_tool_call(payload: Any, config_path: str | None = None) -> dict[str, Any]:
     """The answer to one ``before_tool_call`` event (see the module docstring)."""
     from ..config import load_config
-    from ..routing import resolve
-    from ..spawn import DEFAULT_TARGET
+    from ..routing import default_target, resolve
 
     if not isinstance(payload, dict):
         return _block("kimi-acp hook: the input is not a JSON object")
@@ -102,8 +101,7 @@ def before_tool_call(payload: Any, config_path: str | None = None) -> dict[str, 
     session_model = session_choice(payload.get("session"))
 
     cfg = load_config(config_path)
-    acp = cfg.data.get("acp") if isinstance(cfg.data.get("acp"), dict) else {}
-    target = _str(params.get("agentId")) or _str(acp.get("defaultAgent")) or DEFAULT_TARGET
+    target = _str(params.get("agentId")) or default_target(cfg)
     if target not in cfg.settings.harness.targets:
         return {}  # a harness kimi-acp does not run (codex, gemini, ...): not ours
 

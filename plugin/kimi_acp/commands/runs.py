@@ -160,16 +160,20 @@ def spawn(args: Any) -> int:
 
 async def _spawn_and_wait(request: dict[str, Any], context: dict[str, Any], args: Any) -> int:
     from ..plugins import get_plugin_manager
+    from ..prestart import prestart
     from ..redact import redact
-    from ..spawn import Spawner
 
     pm = get_plugin_manager()
+    # Claude Code boots while the rest of kimi-acp imports (see kimi_acp.prestart).
+    early = await prestart(request, context, config_path=args.config, pm=pm)
     progress, printer = Progress(), ResultPrinter(args)
     pm.register(progress, name="kimi_acp.cli.progress")
     pm.register(printer, name="kimi_acp.cli.printer")
     try:
+        from ..spawn import Spawner
+
         async with Spawner(config_path=args.config, pm=pm) as spawner:
-            answer = await spawner.spawn(request, context)
+            answer = await spawner.spawn(request, context, prestarted=early)
             if answer["status"] != "accepted":
                 if args.json:
                     sys.stdout.write(json.dumps(answer, indent=2) + "\n")
@@ -179,6 +183,8 @@ async def _spawn_and_wait(request: dict[str, Any], context: dict[str, Any], args
             result = await spawner.wait(answer["runId"])
             return printer.exit_code if printer.exit_code is not None else _print_result(result, args)
     finally:
+        if early is not None:
+            await early.discard()  # started early but not adopted (a refused spawn): kill it
         pm.unregister(progress)
         pm.unregister(printer)
 

@@ -18,7 +18,7 @@ class ClaudeCodeHarness:
         self._claude: str | None = None
 
     def claude(self) -> str:
-        from ..harness.claude_code import find_claude
+        from ..harness.command import find_claude
 
         if self._claude is None:
             self._claude = find_claude(self.settings.command)
@@ -26,14 +26,14 @@ class ClaudeCodeHarness:
 
     @hookimpl(trylast=True)
     def kimi_acp_spawn_env(self, request: Any, backend: Any) -> dict[str, str] | None:
-        from ..harness.claude_code import permission_args
+        from ..harness.command import permission_args
 
         _, env = permission_args(self.settings.permissionMode, allow_root_bypass=self.settings.allowRootBypass)
         return env or None
 
     @hookimpl(trylast=True)
     def kimi_acp_harness_command(self, request: Any, backend: Any) -> list[str]:
-        from ..harness.claude_code import build_argv
+        from ..harness.command import build_argv
 
         argv, _ = build_argv(
             self.claude(),

@@ -16,213 +16,24 @@ the supervisor stops the run at the first ``api_retry`` with 401/403.
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
 import signal
-import subprocess
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-from ..errors import HarnessConfigError, HarnessNotFoundError
 from ..redact import Redactor, redact
-
-PermissionMode = Literal["approve-all", "approve-edits", "approve-reads", "deny-all"]
-
-CLAUDE_CODE_VERSION = "2.1.332"
-"""The Claude Code version kimi-acp is built and tested against."""
-
-INSTALL_HINT = (
-    f"npm install --prefix ~/.local/share/kimi-acp/claude-code @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION} "
-    "(on Node 20 pin the version: a plain install picks 2.1.197), or set KIMI_ACP_CLAUDE"
+from .command import (  # noqa: F401 - re-exported: the harness's public API
+    PermissionMode,
+    CLAUDE_CODE_VERSION,
+    INSTALL_HINT,
+    ROOT_BYPASS_MESSAGE,
+    EFFORT_BY_THINKING,
+    permission_args,
+    build_argv,
+    find_claude,
+    claude_version,
 )
-
-ROOT_BYPASS_MESSAGE = (
-    "approve-all runs Claude Code with bypassPermissions, which refuses to start as root; "
-    "set plugins.entries.kimi-acp.config.harness.allowRootBypass: true (sets IS_SANDBOX=1) "
-    "if this machine is a sandbox, or use approve-edits"
-)
-
-# kimi-acp's permission names (acpx's words) -> Claude Code's --permission-mode values.
-_CLAUDE_MODES: dict[str, str] = {
-    "approve-all": "bypassPermissions",
-    "approve-edits": "acceptEdits",
-    "approve-reads": "default",
-    "deny-all": "dontAsk",
-}
-
-# Where a local install puts the binary, relative to a project root or the per-user prefix.
-_LOCAL_BIN = Path(".tools") / "claude-code" / "node_modules" / ".bin" / "claude"
-_USER_BIN = Path(".local") / "share" / "kimi-acp" / "claude-code" / "node_modules" / ".bin" / "claude"
-# The source checkout this module lives in (plugin/kimi_acp/harness/claude_code.py -> repo).
-_REPO_ROOT: Path | None = Path(__file__).resolve().parents[3]
-
-
-# --------------------------------------------------------------------------- starting it
-
-
-def _is_root() -> bool:
-    """True when running with effective uid 0 (bypassPermissions then needs IS_SANDBOX=1)."""
-    return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def permission_args(mode: PermissionMode, *, allow_root_bypass: bool) -> tuple[list[str], dict[str, str]]:
-    """The ``--permission-mode`` arguments for ``mode``, plus any env they need.
-
-    ``approve-all`` as root only starts with ``IS_SANDBOX=1``; kimi-acp sets it only when the
-    user said the machine is a sandbox (``allowRootBypass``), otherwise it refuses up front
-    instead of letting Claude Code exit 1 with a message the requester never sees.
-    """
-    try:
-        claude_mode = _CLAUDE_MODES[mode]
-    except KeyError:
-        raise HarnessConfigError(
-            f"unknown permission mode {mode!r}; use one of: {', '.join(_CLAUDE_MODES)}"
-        ) from None
-    env: dict[str, str] = {}
-    if mode == "approve-all" and _is_root():
-        if not allow_root_bypass:
-            raise HarnessConfigError(ROOT_BYPASS_MESSAGE)
-        env["IS_SANDBOX"] = "1"
-    return ["--permission-mode", claude_mode], env
-
-
-# OpenClaw's thinking levels -> Claude Code's --effort (low, medium, high, xhigh, max).
-EFFORT_BY_THINKING = {
-    "off": "low",
-    "minimal": "low",
-    "low": "low",
-    "medium": "medium",
-    "high": "high",
-    "xhigh": "xhigh",
-    "max": "max",
-}
-
-
-def build_argv(
-    claude: str,
-    *,
-    model: str | None = None,
-    resume: str | None = None,
-    session_id: str | None = None,
-    permission: PermissionMode = "approve-edits",
-    allow_root_bypass: bool = False,
-    extra_args: Sequence[str] = (),
-    thinking: str | None = None,
-) -> tuple[list[str], dict[str, str]]:
-    """The argv of one headless Claude Code run, and the extra env it needs.
-
-    ``thinking`` is OpenClaw's thinking level (``off``, ``minimal``, ``low``, ``medium``,
-    ``high``, ``xhigh``), mapped onto Claude Code's ``--effort``; unknown levels are ignored.
-
-    The task is not a parameter on purpose: it goes on stdin. ``resume`` continues an earlier
-    Claude session (same cwd only); otherwise ``session_id`` fixes the new session's id.
-    When both are given ``resume`` wins (the caller is continuing a conversation).
-    """
-    if isinstance(extra_args, str):
-        raise TypeError("extra_args must be a sequence of arguments, not one string")
-    perm, env = permission_args(permission, allow_root_bypass=allow_root_bypass)
-    argv = [claude, "-p", "--output-format", "stream-json", "--verbose", *perm]
-    if model:
-        argv += ["--model", model]
-    effort = EFFORT_BY_THINKING.get((thinking or "").strip().lower())
-    if effort:
-        argv += ["--effort", effort]
-    if resume:
-        argv += ["--resume", resume]
-    elif session_id:
-        argv += ["--session-id", session_id]
-    argv += [str(a) for a in extra_args]
-    return argv, env
-
-
-# --------------------------------------------------------------------------- finding it
-
-
-def _executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
-
-
-def _resolve_explicit(value: str, what: str) -> str:
-    """Resolve a path or command name the user chose; a wrong explicit choice is an error,
-    not a reason to silently run some other ``claude``."""
-    expanded = os.path.expanduser(value)
-    if os.sep in expanded:
-        path = Path(expanded)
-        if _executable(path):
-            return str(path.absolute())
-        problem = "does not exist" if not path.exists() else "is not an executable file"
-    else:
-        found = shutil.which(expanded)
-        if found:
-            return found
-        problem = "is not a command on PATH"
-    raise HarnessNotFoundError(
-        f"{what} is {value!r}, but that {problem}; fix it, or unset it to use `claude` on PATH "
-        f"or a local install. To install: {INSTALL_HINT}"
-    )
-
-
-def find_claude(configured: str | None = None) -> str:
-    """Path of the ``claude`` binary to run.
-
-    Order: ``configured`` (config ``harness.command``), ``$KIMI_ACP_CLAUDE``, ``claude`` on
-    PATH, ``<repo>/.tools/...`` and ``<cwd>/.tools/claude-code/node_modules/.bin/claude``,
-    ``~/.local/share/kimi-acp/claude-code/node_modules/.bin/claude``. The two explicit
-    choices must work when set; the rest are searched and the error lists them all.
-    """
-    if configured:
-        return _resolve_explicit(configured, "harness.command")
-    from_env = os.environ.get("KIMI_ACP_CLAUDE")
-    if from_env:
-        return _resolve_explicit(from_env, "KIMI_ACP_CLAUDE")
-    looked = ["harness.command (not set)", "$KIMI_ACP_CLAUDE (not set)", "`claude` on PATH"]
-    on_path = shutil.which("claude")
-    if on_path:
-        return on_path
-    try:
-        cwd: Path | None = Path.cwd()
-    except OSError:  # the cwd was deleted
-        cwd = None
-    candidates: list[Path] = []
-    for root in (_REPO_ROOT, cwd):
-        if root is not None and root / _LOCAL_BIN not in candidates:
-            candidates.append(root / _LOCAL_BIN)
-    candidates.append(Path.home() / _USER_BIN)
-    for path in candidates:
-        looked.append(str(path))
-        if _executable(path):
-            return str(path)
-    raise HarnessNotFoundError(
-        "Claude Code CLI (claude) not found. Looked at: " + "; ".join(looked) + f". Install it: {INSTALL_HINT}"
-    )
-
-
-def claude_version(claude: str, timeout: float = 10) -> str:
-    """Run ``claude --version`` and return the bare version, e.g. ``"2.1.332"``."""
-    env = {**os.environ, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
-    try:
-        done = subprocess.run(
-            [claude, "--version"], capture_output=True, text=True, timeout=timeout,
-            stdin=subprocess.DEVNULL, env=env, check=False,
-        )
-    except OSError as exc:
-        raise HarnessNotFoundError(f"cannot run {claude}: {exc}. To install: {INSTALL_HINT}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise HarnessNotFoundError(f"`{claude} --version` gave no answer within {timeout:g} s") from exc
-    match = re.search(r"\b(\d+\.\d+\.\d+)\b", done.stdout)
-    if done.returncode != 0 or match is None:
-        said = (done.stderr or done.stdout).strip()[-500:] or "no output"
-        raise HarnessNotFoundError(
-            f"`{claude} --version` failed (exit {done.returncode}): {said}. "
-            f"Reinstall it (without --ignore-scripts): {INSTALL_HINT}"
-        )
-    return match.group(1)
-
 
 # --------------------------------------------------------------------------- stream-json events
 
