@@ -32,7 +32,7 @@ from kimi_acp.stub.server import StubServer  # noqa: E402
 
 KIMI_ACP = REPO / ".venv" / "bin" / "kimi-acp"
 ACPX = Path(os.environ.get("KIMI_ACP_ACPX") or REPO / ".tools" / "acpx" / "node_modules" / ".bin" / "acpx")
-KEY = "sk-kimi-bench000000000000000000000000000000"
+KEY = "sk-kimi-fake-bench000000000000000000000000"
 TASK = "say hi"
 TARGET = 1.5
 

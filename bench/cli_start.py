@@ -21,7 +21,7 @@ KIMI_ACP = str(Path(PY).parent / "kimi-acp")
 with tempfile.TemporaryDirectory() as tmp:
     cfg = Path(tmp) / "openclaw.json"
     cfg.write_text('{ // bench\n plugins: { entries: { "kimi-acp": { config: { agents: { coder: { backend: "kimi" } } } } } } }\n')
-    env = {**os.environ, "OPENCLAW_CONFIG_PATH": str(cfg), "KIMI_API_KEY": "sk-kimi-bench000000000000abcd",
+    env = {**os.environ, "OPENCLAW_CONFIG_PATH": str(cfg), "KIMI_API_KEY": "sk-kimi-fake-bench0000000abcd",
            "KIMI_ACP_STATE_DIR": str(Path(tmp) / "state")}
     n = int(os.environ.get("N", "20"))
     xs, ys = alternate(lambda: time_cmd([KIMI_ACP, "env", "--agent", "coder", "--json"], env=env),

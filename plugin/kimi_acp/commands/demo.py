@@ -82,7 +82,7 @@ async def _demo(args: Any) -> int:
                 "KIMI_API_KEY": key,
                 "OPENCLAW_HOOKS_TOKEN": "demo-hooks-token",
                 # A decoy: the gateway's own Anthropic credential, which the child must not get.
-                "ANTHROPIC_AUTH_TOKEN": "sk-ant-decoy-inherited-gateway-token-0000",
+                "ANTHROPIC_AUTH_TOKEN": "sk-ant-decoy-fake-gateway-token-000000000",
                 "HOME": str(home),
                 "KIMI_ACP_STATE_DIR": str(work / "state"),
             }
