@@ -147,6 +147,12 @@ class Config:
         except KeyError:
             raise UnknownNameError(f"unknown backend '{name}' (known: {self.known_backends()})") from None
 
+    def backend_caps(self) -> dict[str, int]:
+        """Runs at once per backend: the backends' own ``maxConcurrent``, then ``limits.perBackend``."""
+        caps = {n: b.max_concurrent for n, b in self.backends.items() if b.max_concurrent}
+        caps.update(self.settings.limits.perBackend)
+        return caps
+
     def known_backends(self) -> str:
         return ", ".join([*self.backends, PASSTHROUGH])
 

@@ -128,8 +128,7 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
     cwd = request.get("cwd")
     if cwd and not os.path.isdir(cwd):
         return None
-    caps = {n: b.max_concurrent for n, b in cfg.backends.items() if b.max_concurrent}
-    caps.update(settings.limits.perBackend)
+    caps = cfg.backend_caps()
     from .sessions import state_dir
 
     slots = ProcessSlots(Path(state_dir()) / "slots", caps, settings.limits.backendMaxConcurrent)

@@ -127,7 +127,7 @@ class Spawner:
     async def __aenter__(self) -> Spawner:
         from .default_plugins.claude_code import ClaudeCodeHarness
         from .report import check_gateway_url
-        from .supervisor import ProcessSlots, Supervisor, kill_run_processes
+        from .supervisor import ProcessSlots, Supervisor
 
         if self.config.settings.report.gateway.url:  # refuse now, not when the first result is due
             try:
@@ -137,8 +137,7 @@ class Spawner:
                     self.store.close()
                 raise
         limits = self.config.settings.limits
-        caps = {n: b.max_concurrent for n, b in self.config.backends.items() if b.max_concurrent}
-        caps.update(limits.perBackend)
+        caps = self.config.backend_caps()
         self._supervisor = Supervisor(
             max_concurrent=limits.maxConcurrent,
             backend_caps=caps,
@@ -153,13 +152,7 @@ class Spawner:
         if not self.pm.is_registered(self._harness):
             self.pm.register(self._harness, name=f"kimi_acp.claude_code.{id(self)}")
         if self._recover:
-            settings = self.config.settings
-            self.store.recover(
-                kill=lambda rec: kill_run_processes(rec.run_id, rec.pgid),
-                outbox_for=lambda rec: outbox_entries(
-                    result_from_record(rec, self.store), settings, expects_completion=bool(rec.expects_completion)
-                ),
-            )
+            recover_runs(self.store, self.config.settings)
         self._flush_lock = anyio.Lock()  # the outbox loop and flush_outbox() never send the same item twice
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
