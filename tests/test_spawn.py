@@ -91,6 +91,19 @@ async def test_ok_run_answers_at_once_then_reports(tmp_path: Path) -> None:
     assert_no_orphans(answer["runId"], rec.pgid)
 
 
+async def test_cleanup_delete_keeps_the_result_but_not_the_transcript(tmp_path: Path) -> None:
+    write_config(tmp_path)
+    async with spawner(FakeHarness(fake_argv("ok", "--text", "gone after"))) as sp:
+        kept = await sp.spawn(acp(), CONTEXT)
+        dropped = await sp.spawn(acp(cleanup="delete"), CONTEXT)
+        r_kept = await sp.wait(kept["runId"], timeout=10)
+        r_dropped = await sp.wait(dropped["runId"], timeout=10)
+        assert sp.store.transcript_path(kept["runId"]).exists()
+        assert not sp.store.transcript_path(dropped["runId"]).exists()
+        assert sp.store.get_run(dropped["runId"]).result_text == "gone after"
+    assert r_kept.transcript and r_dropped.transcript is None and r_dropped.status == "ok"
+
+
 # --------------------------------------------------------------------------- ending runs
 
 

@@ -428,7 +428,8 @@ class Spawner:
             label=rec.label,
             requesterSessionKey=rec.requester_session_key,
             requesterAgentId=rec.requester_agent_id,
-            transcript=str(self.store.transcript_path(rec.run_id)),
+            # cleanup="delete" (OpenClaw: drop the child session when done): no transcript is kept.
+            transcript=None if req.cleanup == "delete" else str(self.store.transcript_path(rec.run_id)),
         )
         entries = outbox_entries(result, self.config.settings, expects_completion=req.expectsCompletionMessage)
         # The result is committed (with its deliveries) before anyone is told.
@@ -446,6 +447,8 @@ class Spawner:
             outbox=entries,
         )
         self.store.close_transcript(rec.run_id)
+        if req.cleanup == "delete":
+            self.store.transcript_path(rec.run_id).unlink(missing_ok=True)
         rec.status = status
         self._results[rec.run_id] = result
         try:
