@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from dataclasses import replace
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -409,28 +410,22 @@ class Spawner:
         duration = int((ended - started) * 1000) if started else None
         if summary is not None and summary.duration_ms and status == "ok":
             duration = duration or summary.duration_ms
-        result = RunResult(
-            runId=rec.run_id,
-            childSessionKey=rec.child_session_key,
+        # The record's own fields (ids, task, requester, route) as result_from_record reads them,
+        # plus what this run produced.
+        result = replace(
+            result_from_record(rec, self.store),
             status=status,
             result=(summary.text if summary is not None else "") or "",
             error=error,
-            backend=rec.backend,
-            model=rec.model,
-            reason=rec.reason,
             usage=(summary.usage if summary is not None else {}) or {},
             costUsd=summary.cost_usd if summary is not None else None,
             durationMs=duration,
             sessionId=(summary.session_id if summary is not None else None) or state.session_id,
             numTurns=summary.num_turns if summary is not None else state.turns,
             exitCode=exit_code,
-            task=rec.task,
-            label=rec.label,
-            requesterSessionKey=rec.requester_session_key,
-            requesterAgentId=rec.requester_agent_id,
-            # cleanup="delete" (OpenClaw: drop the child session when done): no transcript is kept.
-            transcript=None if req.cleanup == "delete" else str(self.store.transcript_path(rec.run_id)),
         )
+        if req.cleanup == "delete":  # OpenClaw: drop the child session when done; no transcript is kept
+            result.transcript = None
         entries = outbox_entries(result, self.config.settings, expects_completion=req.expectsCompletionMessage)
         # The result is committed (with its deliveries) before anyone is told.
         self.store.finish_run(
