@@ -37,6 +37,8 @@ PROTOCOL_VERSION = 1  # acp.PROTOCOL_VERSION (schema v1.19.0); a test keeps them
 MODEL_OPTION = "model"  # the config option id acpx's --model sets (session/set_config_option)
 DEFAULT_CHOICE = "default"  # the model option value meaning "no session choice: routing decides"
 SESSION_PREFIX = "acp:"  # requester session key of an ACP session: "acp:<session id>"
+OPENCLAW_META = "kimiAcp"  # the _meta key of session/new from OpenClaw's runtime backend (openclaw_ext)
+_OPENCLAW_NS = "5d0e4b8e-3c1a-4f0e-9a59-6b6b2a6f1c01"  # uuid5 namespace: OpenClaw session key -> ACP session id
 _LINE_LIMIT = 50 * 1024 * 1024  # the SDK's stdio line limit
 _DEFAULT_CONTEXT = 200_000
 
@@ -277,14 +279,69 @@ async def _serve(args: Any, out_fd: int, pending: bytes, early: dict[str, Any] |
             pass
     agent.start()
     try:
-        reader, writer = await _streams(out_fd, pending)
-        await acp.run_agent(agent, writer, reader)
+        raw, writer = await _streams(out_fd, pending)
+        reader = asyncio.StreamReader(limit=_LINE_LIMIT)
+        guard = asyncio.create_task(_guard_input(raw, reader, writer), name="kimi-acp input guard")
+        try:
+            await acp.run_agent(agent, writer, reader)
+        finally:
+            guard.cancel()
     except asyncio.CancelledError:
         if not stopping:
             raise
     finally:
         await asyncio.shield(agent.aclose())
     return 0
+
+
+def _rpc_error(code: int, message: str, msg_id: Any = None) -> bytes:
+    reply = {"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}}
+    return (json.dumps(reply, separators=(",", ":")) + "\n").encode()
+
+
+def check_message(line: bytes) -> tuple[bool, bytes | None]:
+    """JSON-RPC 2.0's rules for one input line: ``(pass it on, error reply to send)``.
+
+    Unparsable → -32700; valid JSON that is not a request object (a number, a string,
+    ``null``, an array: batches are not part of ACP) → -32600. The server stays up.
+    """
+    text = line.strip()
+    if not text:
+        return False, None
+    try:
+        msg = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return False, _rpc_error(-32700, "Parse error: the line is not JSON")
+    if isinstance(msg, list):
+        return False, _rpc_error(-32600, "Invalid request: JSON-RPC batches are not supported; send one object per line")
+    if not isinstance(msg, dict):
+        return False, _rpc_error(-32600, "Invalid request: a message must be a JSON object")
+    method = msg.get("method")
+    if method is not None and not isinstance(method, str):
+        return False, _rpc_error(-32600, "Invalid request: method must be a string", msg.get("id"))
+    if method is None and "id" not in msg:
+        return False, _rpc_error(-32600, "Invalid request: no method and no id")
+    return True, None
+
+
+async def _guard_input(raw: Any, reader: Any, writer: Any) -> None:
+    """Feed ``reader`` (the SDK's) with the valid lines of ``raw``; answer the others."""
+    try:
+        while True:
+            try:
+                line = await raw.readline()
+            except ValueError:  # a line over the limit: dropped by the stream
+                writer.write(_rpc_error(-32600, f"Invalid request: message over {_LINE_LIMIT} bytes"))
+                continue
+            if not line:
+                break
+            ok, reply = check_message(line)
+            if ok:
+                reader.feed_data(line if line.endswith(b"\n") else line + b"\n")
+            elif reply is not None:
+                writer.write(reply)
+    finally:
+        reader.feed_eof()
 
 
 # --------------------------------------------------------------------------- sessions
@@ -301,15 +358,25 @@ class AcpSession:
     run_id: str | None = None  # the active run
     busy: bool = False  # a prompt is being answered
     cancelled: bool = False  # session/cancel arrived for the active prompt
+    # Sessions of OpenClaw's ACP runtime backend (the gateway extension):
+    openclaw_key: str | None = None  # OpenClaw's session key (agent:kimi-acp:acp:<uuid>)
+    mode: str | None = None  # "oneshot" | "persistent" (OpenClaw's ensureSession mode)
+    thinking: str | None = None  # the spawn's thinking level (Claude Code --effort)
+    env: dict[str, str] | None = None  # the spawn request's env: kept in memory only, never written
+    last_status: str | None = None  # the last run's status, for getStatus
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "sessionId": self.session_id,
             "cwd": self.cwd,
             "claudeSessionId": self.claude_session_id,
             "model": self.model,
             "updatedAt": time.time(),
         }
+        for key, value in (("openclawKey", self.openclaw_key), ("mode", self.mode), ("thinking", self.thinking)):
+            if value is not None:
+                out[key] = value
+        return out
 
 
 class SessionFiles:
@@ -346,12 +413,25 @@ class SessionFiles:
             return None
         if not isinstance(data, dict) or not isinstance(data.get("cwd"), str):
             return None
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return value if isinstance(value, str) else None
+
         return AcpSession(
             session_id=session_id,
             cwd=data["cwd"],
-            claude_session_id=data.get("claudeSessionId") if isinstance(data.get("claudeSessionId"), str) else None,
-            model=data.get("model") if isinstance(data.get("model"), str) else None,
+            claude_session_id=text("claudeSessionId"),
+            model=text("model"),
+            openclaw_key=text("openclawKey"),
+            mode=text("mode"),
+            thinking=text("thinking"),
         )
+
+    def delete(self, session_id: str) -> None:
+        try:
+            self._path(session_id).unlink(missing_ok=True)
+        except (OSError, ValueError):
+            pass
 
 
 # --------------------------------------------------------------------------- run events -> updates
@@ -534,6 +614,8 @@ class KimiAcpAgent:
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._owner: Any = None
+        self._bad_config: str | None = None
+        self._claude_version: tuple[str, str] | None = None
 
     def on_connect(self, conn: Any) -> None:
         self.conn = conn
@@ -667,10 +749,250 @@ class KimiAcpAgent:
         import uuid
 
         await self._get_spawner()
+        meta = kwargs.get(OPENCLAW_META)
+        if isinstance(meta, dict):
+            return self._ensure_openclaw(cwd, meta)
+        if not cwd or not os.path.isdir(cwd):
+            raise self.acp.RequestError.invalid_params({"message": f"cwd {cwd!r} is not a directory; pass an existing absolute path"})
         session = AcpSession(session_id=str(uuid.uuid4()), cwd=cwd)
         self.sessions[session.session_id] = session
         self._save(session)
         return self.acp.NewSessionResponse(session_id=session.session_id, config_options=self._config_options(session))
+
+    # -- OpenClaw's ACP runtime backend (openclaw_ext/index.js): one session per OpenClaw session key
+
+    def _ensure_openclaw(self, cwd: str, meta: dict[str, Any]) -> Any:
+        """``ensureSession``: the session of an OpenClaw session key, made or found again.
+
+        Idempotent: the ACP session id is derived from the key, so re-ensuring a session
+        (OpenClaw does it for a finished oneshot session only to close it) costs no new
+        state and no process. Nothing starts until a prompt arrives.
+        """
+        acp = self.acp
+        key = meta.get("sessionKey")
+        if not isinstance(key, str) or not key:
+            raise acp.RequestError.invalid_params({"message": "ensureSession needs a sessionKey"})
+        sid = openclaw_session_id(key)
+        session = self.sessions.get(sid) or self.files.load(sid)
+        fresh = session is None
+        if session is None:
+            want = meta.get("cwd") if isinstance(meta.get("cwd"), str) and meta.get("cwd") else cwd
+            if not want or not os.path.isabs(want):
+                raise acp.RequestError.invalid_params({"message": f"cwd {want!r} is not an absolute path"})
+            if not os.path.isdir(want):
+                # OpenClaw's default is the agent's workspace (<state>/workspace-<agent>), which it
+                # creates only for its own embedded runs.
+                try:
+                    os.makedirs(want, mode=0o700, exist_ok=True)
+                except OSError as exc:
+                    raise acp.RequestError.invalid_params({"message": f"cwd {want} does not exist and cannot be made: {exc.strerror}"}) from None
+            session = AcpSession(session_id=sid, cwd=want, openclaw_key=key)
+        self.sessions[sid] = session
+        mode = meta.get("mode")
+        if mode in ("oneshot", "persistent"):
+            session.mode = mode
+        thinking = meta.get("thinking")
+        if isinstance(thinking, str) and thinking.strip():
+            session.thinking = thinking.strip()
+        env = meta.get("env")
+        if isinstance(env, dict):
+            bad = [k for k, v in env.items() if not isinstance(k, str) or not isinstance(v, str)]
+            if bad:
+                raise acp.RequestError.invalid_params({"message": f"env values must be strings (bad: {', '.join(map(str, bad))})"})
+            session.env = dict(env)
+        resume = meta.get("resumeSessionId")
+        if fresh and isinstance(resume, str) and resume:
+            # One of our own sessions (its Claude Code conversation), else a Claude Code session id.
+            earlier = self.files.load(resume) if _is_uuid(resume) else None
+            session.claude_session_id = earlier.claude_session_id if earlier and earlier.claude_session_id else resume
+        model = meta.get("model")
+        applied: dict[str, Any] | None = None
+        if isinstance(model, str) and model.strip():
+            self._set_model(session, model.strip())
+            applied = {"kind": "applied", "model": session.model or DEFAULT_CHOICE}
+        if session.mode != "oneshot":
+            self._save(session)
+        info: dict[str, Any] = {"sessionKey": key, "created": fresh}
+        if applied:
+            info["appliedModel"] = applied
+        if session.thinking:
+            info["appliedThinking"] = {"kind": "applied", "thinking": session.thinking}
+        if session.claude_session_id:
+            info["agentSessionId"] = session.claude_session_id
+        return acp.NewSessionResponse(session_id=sid, config_options=self._config_options(session), field_meta={OPENCLAW_META: info})
+
+    def _set_model(self, session: AcpSession, value: str) -> None:
+        """Validate a model ref (or ``default``) and make it the session's choice."""
+        from .errors import KimiAcpError
+        from .routing import require_ref
+
+        spawner = self.spawner
+        if value == DEFAULT_CHOICE:
+            chosen = None
+        else:
+            try:
+                require_ref(self._fresh_config(), value)
+            except KimiAcpError as exc:
+                raise self.acp.RequestError.invalid_params({"message": str(exc)}) from None
+            chosen = value
+        if chosen != session.model or chosen is None:
+            self._switch_model(session, chosen, spawner)
+
+    def _fresh_config(self) -> Any:
+        """The Spawner's config, reloaded when ``openclaw.json`` changed since it was read
+        (a long-lived process must follow the user's edits). A broken edit keeps the last
+        good config and says so once."""
+        from .config import load_config
+        from .errors import KimiAcpError
+
+        spawner = self.spawner
+        cfg = spawner.config
+        try:
+            text = cfg.path.read_text(encoding="utf-8") if cfg.path.exists() else ""
+        except OSError:
+            return cfg
+        if text == (cfg.text if cfg.exists else ""):
+            return cfg
+        try:
+            fresh = load_config(self.args.config, environ=spawner.environ)
+        except KimiAcpError as exc:
+            if self._bad_config != text:
+                self._bad_config = text
+                _log(f"config changed but does not load, keeping the previous one: {exc}")
+            return cfg
+        _log(f"config reloaded: {fresh.path}")
+        spawner.config = fresh
+        return fresh
+
+    async def _route(self, payload: Any) -> dict[str, Any]:
+        """``before_tool_call`` of ``sessions_spawn``, answered by the warm process."""
+        from .commands.hook import _block, before_tool_call
+        from .errors import KimiAcpError
+
+        await self._get_spawner()
+        try:
+            return before_tool_call(payload, cfg=self._fresh_config())
+        except KimiAcpError as exc:
+            return _block(str(exc))
+        except Exception as exc:  # noqa: BLE001 - the extension must get an answer; it fails closed
+            return _block(f"kimi-acp route failed: {type(exc).__name__}: {exc}")
+
+    async def _close(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``close``: stop the session's run; forget a oneshot (or discarded) session."""
+        from .sessions import SessionModels
+
+        sid = params.get("sessionId")
+        if not isinstance(sid, str):
+            raise self.acp.RequestError.invalid_params({"message": "close needs a sessionId"})
+        session = self.sessions.get(sid) or (self.files.load(sid) if _is_uuid(sid) else None)
+        if session is None:
+            return {"closed": False}
+        if session.busy:
+            await self.cancel(sid)
+        if session.mode == "oneshot" or params.get("discardPersistentState") is True:
+            self.sessions.pop(sid, None)
+            self.files.delete(sid)
+            if self.spawner is not None:
+                with SessionModels(self.spawner.store.state_dir) as table:
+                    table.clear(session_key(sid))
+        return {"closed": True}
+
+    async def _fresh_session(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``prepareFreshSession``: the next ensure of this key starts a new conversation."""
+        key = params.get("sessionKey")
+        if not isinstance(key, str) or not key:
+            raise self.acp.RequestError.invalid_params({"message": "prepareFreshSession needs a sessionKey"})
+        sid = openclaw_session_id(key)
+        session = self.sessions.get(sid)
+        if session is not None and session.busy:
+            await self.cancel(sid)
+        self.sessions.pop(sid, None)
+        self.files.delete(sid)
+        return {"sessionId": sid}
+
+    async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``getStatus``: what the session runs on and what it is doing."""
+        from .errors import KimiAcpError
+        from .routing import resolve
+
+        spawner = await self._get_spawner()
+        sid = params.get("sessionId")
+        session = self._session(sid) if isinstance(sid, str) else None
+        if session is None:
+            raise self.acp.RequestError.invalid_params({"message": "getStatus needs a sessionId"})
+        try:
+            route = resolve(self._fresh_config(), model=session.model or self.args.backend, target=TARGET_AGENT)
+            backend = f"{route.name}" + (f"/{route.model}" if route.model else "")
+        except KimiAcpError as exc:
+            backend = f"unknown ({exc})"
+        state = "running" if session.busy else "idle"
+        details: dict[str, Any] = {
+            "backend": backend,
+            "model": session.model or DEFAULT_CHOICE,
+            "state": state,
+            "runId": session.run_id,
+            "lastStatus": session.last_status,
+            "claudeSessionId": session.claude_session_id,
+            "cwd": session.cwd,
+            "mode": session.mode,
+        }
+        if session.run_id:
+            try:
+                pid = getattr(spawner.store.get_run(session.run_id), "pid", None)
+            except Exception:  # noqa: BLE001 - status is best effort
+                pid = None
+            if pid:
+                details["pid"] = pid
+        summary = f"kimi-acp: {state} on {backend}" + (f", run {session.run_id}" if session.run_id else "")
+        return {"summary": summary, "details": {k: v for k, v in details.items() if v is not None}}
+
+    async def _doctor(self) -> dict[str, Any]:
+        """``doctor`` (OpenClaw's ``/acp doctor``): config, Claude Code, and the keys routed to."""
+        from .errors import KimiAcpError
+
+        lines: list[str] = []
+        try:
+            await self._get_spawner()
+            cfg = self._fresh_config()
+        except Exception as exc:  # noqa: BLE001 - RequestError from _get_spawner: the config's message
+            message = getattr(exc, "data", None) or {}
+            text = message.get("message") if isinstance(message, dict) else None
+            return {"ok": False, "code": "config", "message": text or str(exc)}
+        lines.append(f"config: {cfg.path}" + ("" if cfg.exists else " (not found: built-in presets only)"))
+        try:
+            from .harness.command import claude_version, find_claude
+
+            path = find_claude(cfg.settings.harness.command)
+            if self._claude_version is None or self._claude_version[0] != path:
+                self._claude_version = (path, claude_version(path))
+            lines.append(f"claude: {path} ({self._claude_version[1]})")
+        except KimiAcpError as exc:
+            return {
+                "ok": False,
+                "code": "claude_missing",
+                "message": str(exc),
+                "installCommand": "npm install -g @anthropic-ai/claude-code",
+                "details": lines,
+            }
+        problems: list[str] = []
+        for name in routed_backends(cfg):
+            try:
+                backend = cfg.backend(name)
+            except KimiAcpError as exc:
+                problems.append(str(exc))
+                continue
+            if backend.passthrough:
+                continue
+            try:
+                from .redact import mask
+
+                key = backend.resolve_key(self.spawner.environ)
+                lines.append(f"backend {name}: {backend.base_url}, key {mask(key)}")
+            except KimiAcpError as exc:
+                problems.append(f"backend {name}: {exc}")
+        if problems:
+            return {"ok": False, "code": "backend", "message": "; ".join(problems), "details": lines}
+        return {"ok": True, "message": "kimi-acp is ready: " + ", ".join(lines), "details": lines}
 
     async def load_session(self, cwd: str, session_id: str, mcp_servers: Any = None, additional_directories: Any = None, **kwargs: Any) -> Any:
         await self._get_spawner()
@@ -687,19 +1009,7 @@ class KimiAcpAgent:
             raise self.acp.RequestError.invalid_params({"message": f"unknown config option {config_id!r}; kimi-acp has '{MODEL_OPTION}'"})
         if not isinstance(value, str) or not value.strip():
             raise self.acp.RequestError.invalid_params({"message": "the model option takes a model ref, e.g. kimi/kimi-k2.5"})
-        ref = value.strip()
-        if ref == DEFAULT_CHOICE:
-            chosen = None
-        else:
-            from .errors import KimiAcpError
-            from .routing import require_ref
-
-            try:
-                require_ref(spawner.config, ref)
-            except KimiAcpError as exc:
-                raise self.acp.RequestError.invalid_params({"message": str(exc)}) from None
-            chosen = ref
-        self._switch_model(session, chosen, spawner)
+        self._set_model(session, value.strip())
         return self.acp.schema.SetSessionConfigOptionResponse(config_options=self._config_options(session))
 
     def _switch_model(self, session: AcpSession, ref: str | None, spawner: Any) -> None:
@@ -755,6 +1065,12 @@ class KimiAcpAgent:
             request["model"] = model
         if session.claude_session_id:
             request["resumeSessionId"] = session.claude_session_id
+        if session.thinking:
+            request["thinking"] = session.thinking
+        if session.env:
+            request["env"] = session.env
+        if self.spawner is not None:
+            self._fresh_config()
         context = {"requesterAgentId": self.args.agent, "requesterSessionKey": session_key(session.session_id)}
         answer = await spawner.spawn(request, context)
         if answer.get("status") != "accepted":
@@ -779,11 +1095,13 @@ class KimiAcpAgent:
             if not finished:  # the prompt itself was cancelled (connection gone): stop the run
                 await asyncio.shield(spawner.cancel(run_id))
             await asyncio.shield(sender)  # every update is out before the response
+        session.last_status = result.status
         seconds = f"{result.durationMs / 1000:.1f} s" if result.durationMs is not None else "?"
         _log(f"session {session.session_id}: run {run_id} on {result.backend} ({result.reason}): {result.status} in {seconds}")
         if result.sessionId and (result.status in ("ok", "cancelled") or not session.claude_session_id):
             session.claude_session_id = result.sessionId
-            self._save(session)
+            if session.mode != "oneshot":
+                self._save(session)
         if result.status == "cancelled" or session.cancelled:
             return acp.PromptResponse(stop_reason="cancelled")
         if result.status != "ok":
@@ -821,10 +1139,37 @@ class KimiAcpAgent:
             await self.spawner.cancel(session.run_id)
 
     async def ext_method(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """kimi-acp's extension methods, for the OpenClaw extension (``_kimi-acp/...``)."""
+        if method == "kimi-acp/route":
+            return await self._route(params)
+        if method == "kimi-acp/close":
+            return await self._close(params)
+        if method == "kimi-acp/fresh":
+            return await self._fresh_session(params)
+        if method == "kimi-acp/status":
+            return await self._status(params)
+        if method == "kimi-acp/doctor":
+            return await self._doctor()
         raise self.acp.RequestError.method_not_found(f"_{method}")
 
     async def ext_notification(self, method: str, params: dict[str, Any]) -> None:
         return None
+
+
+def openclaw_session_id(key: str) -> str:
+    """The ACP session id of an OpenClaw session key (stable across restarts)."""
+    import uuid
+
+    return str(uuid.uuid5(uuid.UUID(_OPENCLAW_NS), key))
+
+
+def routed_backends(cfg: Any) -> list[str]:
+    """Every backend the config routes something to (agents, targets, the global default)."""
+    s = cfg.settings
+    names = [r.backend for r in s.agents.values()] + [r.backend for r in s.targets.values()]
+    if s.defaultBackend:
+        names.append(s.defaultBackend)
+    return list(dict.fromkeys(names))
 
 
 def _is_uuid(value: str) -> bool:

@@ -77,6 +77,9 @@ def build_manifest() -> dict[str, Any]:
             "Runs OpenClaw's ACP spawns of Claude Code on Kimi's Anthropic-compatible API (Kimi K2.5), "
             "per agent or globally, and reports every result back to the session that asked."
         ),
+        # OpenClaw 2026.9+ imports a plugin at gateway start only when it says so; without it the
+        # hook and the ACP runtime backend are never registered (plugins list still says enabled).
+        "activation": {"onStartup": True},
         "configSchema": config_schema(),
         "uiHints": ui_hints(),
         "hooks": {"openclaw": OPENCLAW_HOOKS, "kimi_acp": hook_names()},

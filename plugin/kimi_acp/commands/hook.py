@@ -1,6 +1,8 @@
 """``kimi-acp hook before-tool-call``: the Python side of the OpenClaw extension's bridge.
 
-The extension (``openclaw_ext/index.js``) runs this for every ``sessions_spawn`` with
+The extension (``openclaw_ext/index.js``) asks the warm ``kimi-acp acp`` process (ACP
+extension method ``_kimi-acp/route``, same function) or, when that process is not up, runs
+this command, for every ``sessions_spawn`` with
 ``runtime: "acp"`` and passes, on stdin::
 
     {"event":   {"toolName": "sessions_spawn", "params": {...the spawn arguments...}},
@@ -10,10 +12,12 @@ The extension (``openclaw_ext/index.js``) runs this for every ``sessions_spawn``
 and prints one JSON object, OpenClaw's ``before_tool_call`` result:
 
 - ``{}`` — leave the spawn alone (not ``runtime: "acp"``, a harness kimi-acp does not
-  handle, or the route is ``passthrough``);
+  handle, or the route is ``passthrough`` and kimi-acp's ACP runtime backend is not
+  registered, so the gateway's own ACP backend runs it);
 - ``{"params": {...params, "agentId": "kimi-acp", "model": "<backend>/<model>"}}`` — send
-  the spawn to kimi-acp's ACP agent (the acpx alias ``kimi-acp``, see ``kimi-acp install``)
-  with the chosen model ref, which that agent routes on;
+  the spawn to kimi-acp (agent ``kimi-acp``, served by kimi-acp's ACP runtime backend, or by
+  the acpx alias of the same name) with the chosen model ref, which kimi-acp routes on;
+  ``"model": "passthrough"`` when the route is passthrough and the backend is registered;
 - ``{"block": true, "blockReason": "..."}`` — refuse it: an unknown model, a bad config, a
   ``kimi_acp_before_spawn`` hook said no, or the input could not be read.
 
@@ -86,10 +90,17 @@ def _run_before_spawn(params: dict[str, Any], context: dict[str, Any], session_m
     return {**params, **changed}, None
 
 
-def before_tool_call(payload: Any, config_path: str | None = None) -> dict[str, Any]:
-    """The answer to one ``before_tool_call`` event (see the module docstring)."""
+def before_tool_call(payload: Any, config_path: str | None = None, *, cfg: Any = None) -> dict[str, Any]:
+    """The answer to one ``before_tool_call`` event (see the module docstring).
+
+    ``cfg`` is an already loaded config (the warm ACP process passes its own); without it
+    the config is loaded from ``config_path``. ``payload["backend"]`` is true when
+    kimi-acp's ACP runtime backend is registered in the gateway: then every Claude Code
+    spawn goes to it, passthrough included (as model ``passthrough``), since no other
+    backend may be there to run it.
+    """
     from ..config import load_config
-    from ..routing import default_target, resolve
+    from ..routing import PASSTHROUGH, default_target, resolve
 
     if not isinstance(payload, dict):
         return _block("kimi-acp hook: the input is not a JSON object")
@@ -100,7 +111,9 @@ def before_tool_call(payload: Any, config_path: str | None = None) -> dict[str, 
     context = payload.get("context") if isinstance(payload.get("context"), dict) else {}
     session_model = session_choice(payload.get("session"))
 
-    cfg = load_config(config_path)
+    if cfg is None:
+        cfg = load_config(config_path)
+    served = payload.get("backend") is True
     target = _str(params.get("agentId")) or default_target(cfg)
     if target not in cfg.settings.harness.targets:
         return {}  # a harness kimi-acp does not run (codex, gemini, ...): not ours
@@ -127,9 +140,12 @@ def before_tool_call(payload: Any, config_path: str | None = None) -> dict[str, 
         session_model=session_model,
         stored_session_model=stored,
     )
-    if route.backend.passthrough:
+    if route.backend.passthrough and not served:
         return {}
-    ref = f"{route.name}/{route.model}" if route.model else route.name
+    if route.backend.passthrough:
+        ref = PASSTHROUGH
+    else:
+        ref = f"{route.name}/{route.model}" if route.model else route.name
     print(f"kimi-acp hook: {target} -> {ACP_ALIAS} on {ref}: {route.reason}", file=sys.stderr)
     return {"params": {**params, "agentId": ACP_ALIAS, "model": ref}}
 

@@ -8,7 +8,10 @@ All routing policy stays in Python.
 
 Files in this folder:
 
-- ``index.js`` — the plugin entry (hand-written).
+- ``index.js`` — the plugin entry (hand-written): the ``before_tool_call`` hook and the
+  service that registers the ACP runtime backend ``kimi-acp``;
+- ``runtime.js`` — the ``AcpRuntime`` object: OpenClaw's calls carried as ACP messages;
+- ``acp-client.js`` — the warm ``kimi-acp acp`` process and its JSON-RPC wire.
 - ``openclaw.plugin.json`` and ``package.json`` — generated from the pydantic
   models by ``kimi-acp manifest --write`` (a test fails when they are stale).
 - ``bridge.json`` — written by ``kimi-acp install``: ``{"command": [argv...]}``, the
@@ -31,7 +34,7 @@ BRIDGE_FILE = "bridge.json"
 
 # The keys of kimi-acp's manifest that OpenClaw's openclaw.plugin.json knows
 # (docs/plugins/manifest.md); anything else ("hooks") stays out of it.
-MANIFEST_KEYS = ("id", "name", "description", "version", "configSchema", "uiHints")
+MANIFEST_KEYS = ("id", "name", "description", "version", "activation", "configSchema", "uiHints")
 
 
 def extension_dir() -> Path:
