@@ -35,6 +35,8 @@ AGENT_NAME = "kimi-acp"
 TARGET_AGENT = "kimi-acp"  # the spawn request's agentId (a harness alias kimi-acp handles)
 PROTOCOL_VERSION = 1  # acp.PROTOCOL_VERSION (schema v1.19.0); a test keeps them equal
 MODEL_OPTION = "model"  # the config option id acpx's --model sets (session/set_config_option)
+THINKING_OPTIONS = ("thinking", "effort", "reasoning_effort", "thought_level")  # OpenClaw's thinking aliases
+TIMEOUT_OPTION = "timeout"  # OpenClaw's runTimeoutSeconds, in seconds
 DEFAULT_CHOICE = "default"  # the model option value meaning "no session choice: routing decides"
 SESSION_PREFIX = "acp:"  # requester session key of an ACP session: "acp:<session id>"
 OPENCLAW_META = "kimiAcp"  # the _meta key of session/new from OpenClaw's runtime backend (openclaw_ext)
@@ -364,6 +366,7 @@ class AcpSession:
     thinking: str | None = None  # the spawn's thinking level (Claude Code --effort)
     env: dict[str, str] | None = None  # the spawn request's env: kept in memory only, never written
     last_status: str | None = None  # the last run's status, for getStatus
+    timeout: int | None = None  # seconds (OpenClaw's timeout config option)
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -944,7 +947,10 @@ class KimiAcpAgent:
             if pid:
                 details["pid"] = pid
         summary = f"kimi-acp: {state} on {backend}" + (f", run {session.run_id}" if session.run_id else "")
-        return {"summary": summary, "details": {k: v for k, v in details.items() if v is not None}}
+        out: dict[str, Any] = {"summary": summary, "backendSessionId": session.session_id, "details": {k: v for k, v in details.items() if v is not None}}
+        if session.claude_session_id:
+            out["agentSessionId"] = session.claude_session_id  # OpenClaw checks resumeSessionId against it
+        return out
 
     async def _doctor(self) -> dict[str, Any]:
         """``doctor`` (OpenClaw's ``/acp doctor``): config, Claude Code, and the keys routed to."""
@@ -1003,10 +1009,23 @@ class KimiAcpAgent:
         return self.acp.LoadSessionResponse(config_options=self._config_options(session))
 
     async def set_config_option(self, config_id: str, session_id: str, value: Any, **kwargs: Any) -> Any:
-        spawner = await self._get_spawner()
+        await self._get_spawner()
         session = self._session(session_id)
+        if config_id in THINKING_OPTIONS and isinstance(value, str) and value.strip():
+            session.thinking = value.strip()  # OpenClaw replays the spawn's thinking level this way
+            return self.acp.schema.SetSessionConfigOptionResponse(config_options=self._config_options(session))
+        if config_id == TIMEOUT_OPTION:
+            try:
+                seconds = int(str(value).strip())
+            except ValueError:
+                seconds = -1
+            if seconds < 0:
+                raise self.acp.RequestError.invalid_params({"message": f"the timeout option takes whole seconds (got {value!r})"})
+            session.timeout = seconds or None
+            return self.acp.schema.SetSessionConfigOptionResponse(config_options=self._config_options(session))
         if config_id != MODEL_OPTION:
-            raise self.acp.RequestError.invalid_params({"message": f"unknown config option {config_id!r}; kimi-acp has '{MODEL_OPTION}'"})
+            known = ", ".join([MODEL_OPTION, *THINKING_OPTIONS, TIMEOUT_OPTION])
+            raise self.acp.RequestError.invalid_params({"message": f"unknown config option {config_id!r}; kimi-acp has {known}"})
         if not isinstance(value, str) or not value.strip():
             raise self.acp.RequestError.invalid_params({"message": "the model option takes a model ref, e.g. kimi/kimi-k2.5"})
         self._set_model(session, value.strip())
@@ -1069,6 +1088,8 @@ class KimiAcpAgent:
             request["thinking"] = session.thinking
         if session.env:
             request["env"] = session.env
+        if session.timeout:
+            request["runTimeoutSeconds"] = session.timeout
         if self.spawner is not None:
             self._fresh_config()
         context = {"requesterAgentId": self.args.agent, "requesterSessionKey": session_key(session.session_id)}

@@ -202,6 +202,13 @@ def _model_infos(models: Any) -> tuple[ModelInfo, ...]:
     return tuple(out)
 
 
+def _is_kimi_provider(name: str, base_url: str | None) -> bool:
+    """A provider of Kimi's coding endpoint: named ``kimi-code``, or its URL on api.kimi.com."""
+    if name == "kimi-code":
+        return True
+    return bool(base_url) and base_url.split("://", 1)[-1].split("/", 1)[0].lower() == "api.kimi.com"
+
+
 def _file_backends(data: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
     """(name, fields, source) for each Anthropic-compatible provider in the file."""
     found: list[tuple[str, dict[str, Any], str]] = []
@@ -470,8 +477,12 @@ def load_config(
         presets = registered_backends()
     backends: dict[str, Backend] = {b.name: b for b in presets}
     for name, fields, source in _file_backends(data):
-        base = backends.get(name, Backend(name=name))
-        backends[name] = base.merged(**fields, sources=(f"{cfg_path.name} {source}",))
+        base = backends.get(name)
+        if base is None and "kimi" in backends and _is_kimi_provider(name, fields.get("base_url")):
+            # `kimi-acp install` writes provider `kimi-code` (the id `kimi` belongs to OpenClaw's own
+            # Kimi plugin): it is the Kimi preset (tiers, context window, quirks) under another name.
+            base = backends["kimi"].merged(name=name)
+        backends[name] = (base or Backend(name=name)).merged(**fields, sources=(f"{cfg_path.name} {source}",))
     for name, bs in settings.backends.items():
         base = backends.get(name, Backend(name=name))
         backends[name] = base.merged(

@@ -55,7 +55,11 @@ Path_ = tuple[str, ...]
 
 RECORD_FILE = "install.json"
 ACP_ALIAS = "kimi-acp"
-PROVIDER_ID = "kimi"
+PROVIDER_ID = "kimi-code"  # not "kimi": that id belongs to OpenClaw's own Kimi plugin (see plan_install)
+SEED_PROVIDER_ID = "kimi"
+OWN_KIMI_PLUGINS = ("kimi", "moonshot")  # OpenClaw plugins KIMI_API_KEY would make the gateway install
+BACKEND_ID = "kimi-acp"  # the ACP runtime backend the extension registers
+AGENT_ENTRY = {"runtime": {"type": "acp", "acp": {"agent": ACP_ALIAS, "backend": BACKEND_ID}}}
 MODEL_ID = "kimi-k2.5"
 MODEL_REF = f"{PROVIDER_ID}/{MODEL_ID}"
 MODEL_NAME = "Kimi K2.5"
@@ -615,37 +619,82 @@ def plan_install(path: Path, opts: Options, record: Record) -> Outcome:
     cmd = opts.command or kimi_acp_command()
     ext = _ext_dir(opts)
 
-    # 1. the Kimi provider and its alias: `/model kimi/kimi-k2.5` in OpenClaw's own chat
-    ensure(("models", "providers", PROVIDER_ID), PROVIDER, overwrite=False)
-    ensure(("agents", "defaults", "models", MODEL_REF), {"alias": MODEL_NAME}, overwrite=False)
-    # 2. the acpx agent alias: OpenClaw's ACP spawns of "kimi-acp" run `kimi-acp acp`
-    acp_cmd = " ".join(shlex.quote(a) for a in [*cmd, "acp"])
-    ensure(("plugins", "entries", "acpx", "config", "agents", ACP_ALIAS), {"command": acp_cmd}, overwrite=True)
+    # 1. the Kimi provider and its alias: `/model kimi-code/kimi-k2.5` in OpenClaw's own chat.
+    # The id `kimi` (and `kimi-coding`) belongs to OpenClaw's own Kimi plugin, which the gateway
+    # then tries to install from npm and ClawHub at every start; `kimi-code` is owned by no
+    # plugin. A provider `kimi` the user already has is kept (not a second Kimi provider).
+    providers = doc.get(("models", "providers"))
+    seed_kimi = isinstance(providers, dict) and SEED_PROVIDER_ID in providers and not rec.owns(("models", "providers", SEED_PROVIDER_ID))
+    if seed_kimi:
+        notes.append(
+            f"kept your models.providers.{SEED_PROVIDER_ID}: its id belongs to OpenClaw's own Kimi plugin, so the gateway "
+            f"looks for @openclaw/kimi-provider at each start; rename it to {PROVIDER_ID} to avoid that"
+        )
+    else:
+        ensure(("models", "providers", PROVIDER_ID), PROVIDER, overwrite=False)
+        ensure(("agents", "defaults", "models", MODEL_REF), {"alias": MODEL_NAME}, overwrite=False)
+    # KIMI_API_KEY in the gateway's environment also makes it install OpenClaw's Kimi and
+    # Moonshot plugins at every start (npm, then ClawHub): kimi-acp does not need them.
+    for plugin in OWN_KIMI_PLUGINS:
+        if not doc.has(("plugins", "entries", plugin)):
+            ensure(("plugins", "entries", plugin, "enabled"), False, overwrite=False)
+    # 2. the ACP target agent: spawns rewritten to agentId "kimi-acp" land here, served by
+    # kimi-acp's ACP runtime backend (registered by the extension in the gateway).
+    entries = doc.get(("agents", "entries"))
+    if not isinstance(entries, dict) and not doc.has(("agents", "entries")) and not doc.has(("agents", "list")):
+        # No roster yet: the gateway's implicit agent is `main`; keep it the default one.
+        ensure(("agents", "entries", "main"), {}, overwrite=False)
+    ensure(("agents", "entries", ACP_ALIAS), AGENT_ENTRY, overwrite=True)
+    entries = doc.get(("agents", "entries"))
+    if (
+        isinstance(entries, dict)
+        and len(entries) >= 2
+        and not doc.has(("agents", "ownership"))
+        and not any(isinstance(e, dict) and e.get("default") is True for e in entries.values())
+    ):
+        ensure(("agents", "ownership"), "explicit", overwrite=False)
+    # 3. the ACP backend. With acpx (the user's own), acpx stays the gateway's backend
+    # (other harnesses such as codex run there) and the acpx alias "kimi-acp" is kept as a
+    # second door; without it, kimi-acp is the gateway's ACP backend.
+    acpx = ("plugins", "entries", "acpx")
+    alias_path = (*acpx, "config", "agents", ACP_ALIAS)
+    user_acpx = doc.has(acpx) and acpx not in rec.created and acpx not in rec.containers
+    if user_acpx:
+        acp_cmd = " ".join(shlex.quote(a) for a in [*cmd, "acp"])
+        ensure(alias_path, {"command": acp_cmd}, overwrite=True)
+    else:
+        if doc.has(acpx) and (acpx in rec.created or acpx in rec.containers):
+            # an older kimi-acp install wrote it; it only makes the gateway look for acpx on npm
+            doc.remove_key(acpx)
+            rec.created = [c for c in rec.created if c[: len(acpx)] != acpx]
+            rec.containers = [c for c in rec.containers if c[: len(acpx)] != acpx]
+            changes.append(f"removed {_dotted(acpx)} (written by an older kimi-acp install; acpx is not installed)")
+        if not doc.has(("acp", "backend")):
+            ensure(("acp", "backend"), BACKEND_ID, overwrite=False)
+    backend_now = doc.get(("acp", "backend"))
+    if isinstance(backend_now, str) and backend_now not in (BACKEND_ID, "acpx"):
+        notes.append(f'acp.backend is "{backend_now}": the gateway sends every ACP turn there, kimi-acp\'s included; set it to "{BACKEND_ID}" or remove it')
     allowed = doc.get(("acp", "allowedAgents"))
     append(("acp", "allowedAgents"), ACP_ALIAS, create=False)
     if not allowed:
         notes.append("acp.allowedAgents is empty, which allows every ACP agent (kimi-acp included); left it so")
-    # 3. the extension
+    # 4. the extension
     append(("plugins", "load", "paths"), str(ext), create=True)
     append(("plugins", "allow"), PLUGIN_ID, create=False)
     ensure(("plugins", "entries", PLUGIN_ID, "enabled"), True, overwrite=True)
     if PLUGIN_ID in (doc.get(("plugins", "deny")) or []):
         notes.append(f'plugins.deny lists "{PLUGIN_ID}": OpenClaw will not load the extension until you remove it')
     section = ("plugins", "entries", PLUGIN_ID, "config")
-    # 4. routing
+    # 5. routing
     if opts.global_:
         ensure(("acp", "defaultAgent"), ACP_ALIAS, overwrite=True)
         ensure((*section, "defaultBackend"), opts.backend, overwrite=True)
     for agent in opts.agents:
         ensure((*section, "agents", agent, "backend"), opts.backend, overwrite=True)
 
-    # roster checks (kimi-acp never edits the roster itself)
+    # roster checks
     entries = doc.get(("agents", "entries"))
     if isinstance(entries, dict):
-        if len(entries) >= 2 and doc.get(("agents", "ownership")) != "explicit" and not any(
-            isinstance(e, dict) and e.get("default") is True for e in entries.values()
-        ):
-            notes.append('agents.entries has several agents: OpenClaw requires agents.ownership: "explicit" (or one default: true)')
         for agent in opts.agents:
             if agent not in entries:
                 notes.append(f"agent '{agent}' is not in agents.entries (kimi-acp routes its spawns by id anyway)")

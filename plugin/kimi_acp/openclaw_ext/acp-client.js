@@ -4,7 +4,7 @@
 // KimiAcpProcess keeps one `kimi-acp acp` process per gateway: started on demand, restarted
 // with backoff when it dies (pending requests fail at once with a clear error), stopped by
 // closing its stdin (kimi-acp then kills every run's process group and exits), then SIGTERM,
-// then SIGKILL.
+// then SIGKILL. If the gateway dies without stopping it, its stdin ends all the same.
 
 import { spawn } from "node:child_process";
 
@@ -210,10 +210,13 @@ export class KimiAcpProcess {
     clearTimeout(this.restartTimer);
     this.restartTimer = null;
     const [program, ...args] = this.command();
+    // Its own session: a signal to the gateway's process group (a SIGKILL of the group
+    // included) never kills it before it has killed its runs; it ends when its stdin does.
     const child = spawn(program, [...args, "acp"], {
       stdio: ["pipe", "pipe", "pipe"],
       env: this.env(),
       windowsHide: true,
+      detached: true,
     });
     const conn = new Connection(child, {
       log: this.log,

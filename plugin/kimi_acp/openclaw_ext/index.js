@@ -213,6 +213,8 @@ export default {
   description: "Runs OpenClaw's ACP spawns of Claude Code on Kimi (or another backend) through the kimi-acp Python package.",
   register(api) {
     api.on("before_tool_call", createBeforeToolCallHandler(api), { matcher: ["sessions_spawn"] });
-    api.registerService?.(createService(api));
+    // Only a full registration (the gateway) gets the service; discovery and CLI metadata
+    // loads must not start processes. Services only start in the gateway anyway.
+    if (!api.registrationMode || api.registrationMode === "full") api.registerService?.(createService(api));
   },
 };

@@ -199,7 +199,7 @@ export function createRuntime(proc, log) {
     },
 
     getCapabilities() {
-      return { controls: ["session/set_config_option", "session/status"], configOptionKeys: ["model"] };
+      return { controls: ["session/set_config_option", "session/status"], configOptionKeys: ["model", "thinking", "timeout"] };
     },
 
     async setConfigOption({ handle, key, value }) {
