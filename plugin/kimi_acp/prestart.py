@@ -125,11 +125,16 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
         extra_args=harness.args,
         thinking=request.get("thinking"),
     )
+    from .sessions import state_dir
+
+    if not route.backend.passthrough:  # the same --settings override as the Spawner's (harness/override.py)
+        from .harness.override import apply_override
+
+        argv = apply_override(argv, child.env, child.set, state_dir())
     cwd = request.get("cwd")
     if cwd and not os.path.isdir(cwd):
         return None
     caps = cfg.backend_caps()
-    from .sessions import state_dir
 
     slots = ProcessSlots(Path(state_dir()) / "slots", caps, settings.limits.backendMaxConcurrent)
     slot_fd = slots.try_acquire(route.name)

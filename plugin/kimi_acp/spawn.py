@@ -312,6 +312,11 @@ class Spawner:
             argv = self.pm.hook.kimi_acp_harness_command(request=routed, backend=route.backend)
             if not argv:
                 raise KimiAcpError("no harness answered kimi_acp_harness_command")
+            if not route.backend.passthrough and self._runs_claude(argv):
+                # Claude Code's settings files must not redirect the run: see harness/override.py.
+                from .harness.override import apply_override
+
+                argv = apply_override(argv, child.env, child.set, self.store.state_dir)
             if req.cwd and not os.path.isdir(req.cwd):
                 return fail("cwd_resolution_failed", f"cwd '{req.cwd}' is not a directory")
         except SpawnBlocked as exc:
@@ -323,6 +328,8 @@ class Spawner:
             return fail("spawn_failed", str(exc))
         except KimiAcpError as exc:
             return fail("spawn_failed", str(exc))
+        except OSError as exc:
+            return fail("spawn_failed", f"cannot write Claude Code's settings override in {self.store.state_dir}: {exc}")
         if key:
             redact.add(key)  # every printer, logger and the store mask it from now on
         self.store.create_run(rec)
@@ -336,6 +343,14 @@ class Spawner:
             backend=route.name,
         )
         return {"record": rec, "spec": spec, "route": route, "request": req}
+
+    def _runs_claude(self, argv: list[str]) -> bool:
+        """True when ``argv`` starts Claude Code: the built-in harness answered (it is the only
+        implementation), or a plugin's command runs a binary named ``claude``."""
+        from .harness.override import is_claude_argv
+
+        impls = self.pm.hook.kimi_acp_harness_command.get_hookimpls()
+        return all(impl.plugin is self._harness for impl in impls) or is_claude_argv(argv)
 
     def _default_target(self) -> str:
         from .routing import default_target
@@ -351,7 +366,8 @@ class Spawner:
         else:  # a refused key is reported with the backend's name and the variable to fix
             names = [] if route.backend.passthrough else route.backend.key_variables()
             fallback = "ANTHROPIC_API_KEY" if route.backend.passthrough else f"the apiKey of backend '{route.name}'"
-            state = StreamState(backend=route.name, key_env=names[0] if names else fallback)
+            state = StreamState(backend=route.name, key_env=names[0] if names else fallback,
+                                expected_model=None if route.backend.passthrough else route.model)
         if self._closing:
             self._finish(rec, req, "cancelled", error="the spawner shut down before the run started", exit_code=None, state=state)
             return
@@ -366,6 +382,9 @@ class Spawner:
         def on_line(line: str) -> str | None:
             store.append_transcript(rec.run_id, line)
             event = state.feed(line)
+            if state.claude_code_version and rec.claude_code_version is None:
+                rec.claude_code_version = state.claude_code_version
+                store.update_run(rec.run_id, claude_code_version=rec.claude_code_version)
             if event is not None:
                 hook.kimi_acp_run_event(run=rec, event=event)
             return state.fatal
@@ -531,6 +550,7 @@ def result_from_record(rec: Any, store: Any) -> RunResult:
         sessionId=rec.claude_session_id,
         numTurns=rec.num_turns,
         exitCode=rec.exit_code,
+        claudeCodeVersion=rec.claude_code_version,
         task=rec.task,
         label=rec.label,
         requesterSessionKey=rec.requester_session_key,

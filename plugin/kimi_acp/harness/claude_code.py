@@ -326,6 +326,16 @@ def _fatal_message(status: int, backend: str, key_env: str, detail: str | None) 
     return msg
 
 
+def model_mismatch_message(got: str, expected: str, backend: str) -> str:
+    """The error of a run whose ``system``/``init`` names another model than kimi-acp set."""
+    return (
+        f"Claude Code was about to use model '{got}', not '{expected}' as kimi-acp set for backend '{backend}'; "
+        "kimi-acp stopped the run. Something outranks kimi-acp's settings: managed settings "
+        "(/etc/claude-code/managed-settings.json), or a --model/--settings in harness.args. "
+        "Run `kimi-acp doctor` to see the settings files that set a model"
+    )
+
+
 class StreamState:
     """Everything the supervisor, the progress display and the ACP door need from a run's
     stdout. Feed it every line, in order, with :meth:`feed`.
@@ -335,9 +345,10 @@ class StreamState:
     run then rather than wait out Claude Code's ten retries (about three minutes).
     """
 
-    def __init__(self, *, backend: str = "kimi", key_env: str = "KIMI_API_KEY") -> None:
+    def __init__(self, *, backend: str = "kimi", key_env: str = "KIMI_API_KEY", expected_model: str | None = None) -> None:
         self.backend = backend
         self.key_env = key_env
+        self.expected_model = expected_model
         self.session_id: str | None = None
         self.model: str | None = None
         self.cwd: str | None = None
@@ -401,6 +412,8 @@ class StreamState:
             self.model = event.model or self.model
             self.cwd = event.cwd
             self.claude_code_version = event.claude_code_version
+            if self.expected_model and event.model and event.model != self.expected_model and self.fatal is None:
+                self.fatal = model_mismatch_message(event.model, self.expected_model, self.backend)
         elif isinstance(event, AssistantEvent):
             self._on_assistant(event)
         elif isinstance(event, ApiRetry):

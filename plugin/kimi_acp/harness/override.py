@@ -1,0 +1,142 @@
+"""Making Claude Code use the backend kimi-acp chose, whatever its settings files say.
+
+Claude Code applies the ``env`` block of its settings files over the environment it was
+started with: ``~/.claude/settings.json`` (user), ``<cwd>/.claude/settings.json`` (project)
+and ``<cwd>/.claude/settings.local.json`` (local). A provider switcher's
+``{"env": {"ANTHROPIC_BASE_URL": ...}}`` there would send a Kimi-routed run, with the Kimi
+key, to another provider. ``apiKeyHelper`` in any of them adds its output as a Bearer token.
+
+The one layer that ranks above all three (managed settings excepted, by design) is
+``--settings <file>``. So every run on a non-passthrough backend gets
+
+    claude ... --settings <state dir>/claude-settings/<sha256 of the content>.json
+
+a 0600 file whose ``env`` block repeats every variable kimi-acp set for the child, blanks
+(``""``) the ones that could redirect or re-authenticate it, and whose ``apiKeyHelper`` is
+``""`` (no helper runs). Nothing else is in it: the user's permissions, hooks, MCP servers
+and plugins still come from their own files. The key is in the file (never in argv); the
+file is named by its content, so identical runs share one, and files unused for two days
+are removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+OVERRIDE_DIR = "claude-settings"
+"""The directory under the state dir that holds the override files."""
+
+STALE_SECONDS = 2 * 86_400
+"""Override files not used for this long are removed (runs last at most a day)."""
+
+# Set to "" when kimi-acp does not set them: each could send Claude Code elsewhere, add a
+# header or a credential, or pick another model. (Empty means unset for Claude Code: no
+# Authorization header for an empty ANTHROPIC_AUTH_TOKEN, no Bedrock for "".)
+BLANKED = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_MODEL",
+    "ANTHROPIC_DEFAULT_OPUS_MODEL",
+    "ANTHROPIC_DEFAULT_SONNET_MODEL",
+    "ANTHROPIC_DEFAULT_HAIKU_MODEL",
+    "ANTHROPIC_DEFAULT_FABLE_MODEL",
+    "ANTHROPIC_SMALL_FAST_MODEL",
+    "ANTHROPIC_CUSTOM_HEADERS",
+    "ANTHROPIC_BETAS",
+    "ANTHROPIC_UNIX_SOCKET",
+    "ANTHROPIC_BEDROCK_BASE_URL",
+    "ANTHROPIC_VERTEX_BASE_URL",
+    "ANTHROPIC_VERTEX_PROJECT_ID",
+    "ANTHROPIC_FOUNDRY_BASE_URL",
+    "ANTHROPIC_FOUNDRY_API_KEY",
+    "AWS_BEARER_TOKEN_BEDROCK",
+    "CLAUDE_CODE_SUBAGENT_MODEL",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLAUDE_CODE_USE_FOUNDRY",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_API_KEY_HELPER_TTL_MS",
+)
+
+
+def override_settings(env: Mapping[str, str], child_set: Mapping[str, str]) -> dict[str, object]:
+    """The ``--settings`` content for a child started with ``env`` (of which kimi-acp set
+    ``child_set``): every variable kimi-acp set, plus :data:`BLANKED` as the child has them
+    (``""`` when absent), and no ``apiKeyHelper``."""
+    block = {name: env.get(name, "") for name in BLANKED}
+    block.update({name: env[name] for name in child_set if name in env})
+    return {"env": dict(sorted(block.items())), "apiKeyHelper": ""}
+
+
+def _is_ours(path: Path) -> bool:
+    st = path.lstat()
+    return st.st_uid == os.getuid() and (st.st_mode & 0o077) == 0 and not path.is_symlink()
+
+
+def write_override(state_dir: Path | str, content: Mapping[str, object]) -> Path:
+    """Write ``content`` to its file under ``state_dir`` (0600, in a 0700 directory) and
+    return the path. An existing identical file of ours is reused (and its time refreshed);
+    anything else at that path is replaced atomically."""
+    directory = Path(state_dir) / OVERRIDE_DIR
+    if not directory.is_dir():
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(directory, 0o700)
+    data = json.dumps(content, sort_keys=True, indent=1).encode()
+    path = directory / f"{hashlib.sha256(data).hexdigest()[:32]}.json"
+    try:
+        if _is_ours(path) and path.read_bytes() == data:
+            os.utime(path)
+            return path
+    except OSError:
+        pass
+    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _prune(directory, keep=path)
+    return path
+
+
+def _prune(directory: Path, keep: Path) -> None:
+    cutoff = time.time() - STALE_SECONDS
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry != keep and entry.suffix in (".json", ".tmp") and entry.lstat().st_mtime < cutoff:
+                entry.unlink()
+        except OSError:
+            continue
+
+
+def with_override(argv: Sequence[str], path: Path | str) -> list[str]:
+    """``argv`` with ``--settings <path>`` last, so that it wins over any ``--settings`` in
+    the configured extra arguments."""
+    return [*argv, "--settings", str(path)]
+
+
+def is_claude_argv(argv: Sequence[str], claude: str | None = None) -> bool:
+    """True when ``argv`` starts Claude Code (the binary kimi-acp found, or one named ``claude``)."""
+    if not argv:
+        return False
+    first = str(argv[0])
+    return (claude is not None and first == claude) or os.path.basename(first) == "claude"
+
+
+def apply_override(argv: Sequence[str], env: Mapping[str, str], child_set: Mapping[str, str],
+                   state_dir: Path | str) -> list[str]:
+    """The argv of a run on a non-passthrough backend: ``--settings`` with the override file."""
+    return with_override(argv, write_override(state_dir, override_settings(env, child_set)))
