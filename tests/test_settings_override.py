@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from fakes.spawning import CONTEXT, KIMI_ACP, write_config
-from kimi_acp.harness.override import OVERRIDE_DIR, override_settings, write_override
+from kimi_acp.harness.override import OVERRIDE_DIR, override_path, override_settings, remove_override, write_override
 from kimi_acp.spawn import SpawnContext, Spawner, SpawnRequest
 from kimi_acp.stub.server import StubServer
 
@@ -101,6 +101,8 @@ async def test_a_settings_layer_cannot_redirect_a_spawn(
     assert "Hello from the Kimi stub" in result.result
     assert result.claudeCodeVersion == "2.1.332"
     assert_only_kimi(kimi, decoy)
+    leftovers = list((Path(os.environ["KIMI_ACP_STATE_DIR"]) / OVERRIDE_DIR).iterdir())
+    assert leftovers == []  # the run's --settings file (it holds the key) is gone with the run
 
 
 def test_the_cli_door_with_a_redirecting_user_settings(
@@ -119,6 +121,7 @@ def test_the_cli_door_with_a_redirecting_user_settings(
     assert json.loads(done.stdout)["status"] == "ok"
     assert KEY not in done.stdout + done.stderr
     assert_only_kimi(kimi, decoy)
+    assert list((Path(os.environ["KIMI_ACP_STATE_DIR"]) / OVERRIDE_DIR).iterdir()) == []
 
 
 @pytest.mark.asyncio
@@ -136,7 +139,7 @@ async def test_the_override_file_is_private_and_argv_has_no_key(
     assert KEY not in " ".join(argv)
     i = argv.index("--settings")
     path = Path(argv[i + 1])
-    assert i == len(argv) - 2 and path.parent == state / OVERRIDE_DIR
+    assert i == len(argv) - 2 and path == override_path(state, prepared["record"].run_id)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     content = json.loads(path.read_text())
@@ -159,16 +162,18 @@ def test_passthrough_gets_no_override(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "--settings" not in anyio.run(go)
 
 
-def test_override_files_are_shared_by_content_and_pruned(tmp_path: Path) -> None:
+def test_override_files_are_per_run_private_and_pruned(tmp_path: Path) -> None:
     env = {"ANTHROPIC_API_KEY": KEY, "X": "1"}
-    a = write_override(tmp_path, override_settings(env, {"ANTHROPIC_API_KEY": KEY}))
-    b = write_override(tmp_path, override_settings(env, {"ANTHROPIC_API_KEY": KEY}))
-    assert a == b
     old = tmp_path / OVERRIDE_DIR / "0000.json"
+    old.parent.mkdir()
     old.write_text("{}")
     os.utime(old, (1, 1))
-    c = write_override(tmp_path, override_settings({**env, "ANTHROPIC_MODEL": "m"}, {"ANTHROPIC_MODEL": "m"}))
-    assert c != a and a.exists() and not old.exists()
+    a = write_override(tmp_path, override_settings(env, {"ANTHROPIC_API_KEY": KEY}), "run-a")
+    assert a == override_path(tmp_path, "run-a") and stat.S_IMODE(a.stat().st_mode) == 0o600
+    assert "X" not in json.loads(a.read_text())["env"]  # only what kimi-acp set, and the blanked names
+    assert not old.exists()  # stale: removed
+    remove_override(tmp_path, "run-a")
+    assert not a.exists()
 
 
 @pytest.mark.asyncio

@@ -65,6 +65,14 @@ class Prestarted:
             await self.process.aclose()
         if self.slot_fd is not None and self.slots is not None:
             self.slots.release(self.slot_fd)
+        _forget_override(self.run_id)
+
+
+def _forget_override(run_id: str) -> None:
+    from .harness.override import remove_override
+    from .sessions import state_dir
+
+    remove_override(state_dir(), run_id)
 
 
 async def prestart(request: dict[str, Any], context: dict[str, Any], *, config_path: str | None, pm: Any) -> Prestarted | None:
@@ -125,15 +133,11 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
         extra_args=harness.args,
         thinking=request.get("thinking"),
     )
-    from .sessions import state_dir
-
-    if not route.backend.passthrough:  # the same --settings override as the Spawner's (harness/override.py)
-        from .harness.override import apply_override
-
-        argv = apply_override(argv, child.env, child.set, state_dir())
     cwd = request.get("cwd")
     if cwd and not os.path.isdir(cwd):
         return None
+    from .sessions import state_dir
+
     caps = cfg.backend_caps()
 
     slots = ProcessSlots(Path(state_dir()) / "slots", caps, settings.limits.backendMaxConcurrent)
@@ -141,6 +145,14 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
     if slot_fd is None:  # the backend is busy in another process: queue the normal way
         return None
     run_id = str(uuid.uuid4())
+    if not route.backend.passthrough:  # the same --settings override as the Spawner's (harness/override.py)
+        from .harness.override import apply_override
+
+        try:
+            argv = apply_override(argv, child.env, child.set, state_dir(), run_id)
+        except BaseException:
+            slots.release(slot_fd)
+            raise
     try:
         process = await anyio.open_process(
             argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, env={**child.env, RUN_ID_ENV: run_id}, cwd=cwd,
@@ -148,6 +160,7 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
         )
     except BaseException:
         slots.release(slot_fd)
+        _forget_override(run_id)
         raise
     return Prestarted(run_id=run_id, argv=argv, env=child.env, cwd=cwd, process=process, slot_fd=slot_fd, slots=slots)
 

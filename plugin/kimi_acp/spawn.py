@@ -316,7 +316,7 @@ class Spawner:
                 # Claude Code's settings files must not redirect the run: see harness/override.py.
                 from .harness.override import apply_override
 
-                argv = apply_override(argv, child.env, child.set, self.store.state_dir)
+                argv = apply_override(argv, child.env, child.set, self.store.state_dir, run_id)
             if req.cwd and not os.path.isdir(req.cwd):
                 return fail("cwd_resolution_failed", f"cwd '{req.cwd}' is not a directory")
         except SpawnBlocked as exc:
@@ -461,6 +461,9 @@ class Spawner:
             outbox=entries,
         )
         self.store.close_transcript(rec.run_id)
+        from .harness.override import remove_override
+
+        remove_override(self.store.state_dir, rec.run_id)  # the run's --settings file holds its key
         if req.cleanup == "delete":
             self.store.transcript_path(rec.run_id).unlink(missing_ok=True)
         rec.status = status
@@ -579,7 +582,12 @@ def recover_runs(store: Any, settings: Any = None) -> list[Any]:
         except KimiAcpError:  # an unreadable config or a refused gateway URL: mark lost, report nothing
             return []
 
-    return store.recover(kill=lambda rec: kill_run_processes(rec.run_id, rec.pgid), outbox_for=outbox_for)
+    from .harness.override import remove_override
+
+    lost = store.recover(kill=lambda rec: kill_run_processes(rec.run_id, rec.pgid), outbox_for=outbox_for)
+    for rec in lost:
+        remove_override(store.state_dir, rec.run_id)
+    return lost
 
 
 async def wait_in_store(store: Any, run_id: str, poll: float = 0.2) -> RunResult:

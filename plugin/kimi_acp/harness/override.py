@@ -9,19 +9,18 @@ key, to another provider. ``apiKeyHelper`` in any of them adds its output as a B
 The one layer that ranks above all three (managed settings excepted, by design) is
 ``--settings <file>``. So every run on a non-passthrough backend gets
 
-    claude ... --settings <state dir>/claude-settings/<sha256 of the content>.json
+    claude ... --settings <state dir>/claude-settings/<run id>.json
 
-a 0600 file whose ``env`` block repeats every variable kimi-acp set for the child, blanks
-(``""``) the ones that could redirect or re-authenticate it, and whose ``apiKeyHelper`` is
-``""`` (no helper runs). Nothing else is in it: the user's permissions, hooks, MCP servers
-and plugins still come from their own files. The key is in the file (never in argv); the
-file is named by its content, so identical runs share one, and files unused for two days
-are removed.
+a 0600 file (in a 0700 directory) whose ``env`` block repeats every variable kimi-acp set
+for the child, blanks (``""``) the ones that could redirect or re-authenticate it, and whose
+``apiKeyHelper`` is ``""`` (no helper runs). Nothing else is in it: the user's permissions,
+hooks, MCP servers and plugins still come from their own files. The key is in the file
+(never in argv) only while the run lasts: the file is removed when the run ends, and files
+left by a crash are removed when their run is found lost, or after two days.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -74,28 +73,22 @@ def override_settings(env: Mapping[str, str], child_set: Mapping[str, str]) -> d
     return {"env": dict(sorted(block.items())), "apiKeyHelper": ""}
 
 
-def _is_ours(path: Path) -> bool:
-    st = path.lstat()
-    return st.st_uid == os.getuid() and (st.st_mode & 0o077) == 0 and not path.is_symlink()
+def override_path(state_dir: Path | str, run_id: str) -> Path:
+    """Where the override file of run ``run_id`` lives."""
+    return Path(state_dir) / OVERRIDE_DIR / f"{run_id}.json"
 
 
-def write_override(state_dir: Path | str, content: Mapping[str, object]) -> Path:
-    """Write ``content`` to its file under ``state_dir`` (0600, in a 0700 directory) and
-    return the path. An existing identical file of ours is reused (and its time refreshed);
-    anything else at that path is replaced atomically."""
-    directory = Path(state_dir) / OVERRIDE_DIR
+def write_override(state_dir: Path | str, content: Mapping[str, object], run_id: str) -> Path:
+    """Write ``content`` to run ``run_id``'s file under ``state_dir`` (0600, in a 0700
+    directory, replaced atomically) and return the path."""
+    path = override_path(state_dir, run_id)
+    directory = path.parent
     if not directory.is_dir():
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
     data = json.dumps(content, sort_keys=True, indent=1).encode()
-    path = directory / f"{hashlib.sha256(data).hexdigest()[:32]}.json"
-    try:
-        if _is_ours(path) and path.read_bytes() == data:
-            os.utime(path)
-            return path
-    except OSError:
-        pass
     tmp = directory / f".{path.name}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -106,6 +99,14 @@ def write_override(state_dir: Path | str, content: Mapping[str, object]) -> Path
         raise
     _prune(directory, keep=path)
     return path
+
+
+def remove_override(state_dir: Path | str, run_id: str) -> None:
+    """Remove run ``run_id``'s override file (the key goes with it). Never raises."""
+    try:
+        override_path(state_dir, run_id).unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _prune(directory: Path, keep: Path) -> None:
@@ -137,6 +138,6 @@ def is_claude_argv(argv: Sequence[str], claude: str | None = None) -> bool:
 
 
 def apply_override(argv: Sequence[str], env: Mapping[str, str], child_set: Mapping[str, str],
-                   state_dir: Path | str) -> list[str]:
-    """The argv of a run on a non-passthrough backend: ``--settings`` with the override file."""
-    return with_override(argv, write_override(state_dir, override_settings(env, child_set)))
+                   state_dir: Path | str, run_id: str) -> list[str]:
+    """The argv of a run on a non-passthrough backend: ``--settings`` with its override file."""
+    return with_override(argv, write_override(state_dir, override_settings(env, child_set), run_id))
