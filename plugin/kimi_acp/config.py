@@ -153,6 +153,29 @@ class Config:
         caps.update(self.settings.limits.perBackend)
         return caps
 
+    def secret_names(self) -> list[str]:
+        """Every variable kimi-acp reads a secret from: the gateway's ``tokenEnv`` and every
+        backend's key variables (they are scrubbed from every child's environment)."""
+        names = [self.settings.report.gateway.tokenEnv]
+        for b in self.backends.values():
+            names.extend(b.key_variables())
+        return list(dict.fromkeys(n for n in names if n))
+
+    def secret_values(self) -> list[str]:
+        """Every secret value kimi-acp knows: inline backend keys (``${VAR}`` already
+        substituted), the inline gateway token, and the values of :meth:`secret_names`
+        in the environment. A parent variable holding one of them is scrubbed, whatever
+        its name."""
+        values: list[str] = []
+        for b in self.backends.values():
+            if b.api_key and not b.api_key.startswith("${"):
+                values.append(b.api_key)
+        token = self.settings.report.gateway.token
+        if token is not None:
+            values.append(token.get_secret_value())
+        values.extend(self.environ.get(n, "") for n in self.secret_names())
+        return list(dict.fromkeys(v for v in values if v and len(v) >= 6))
+
     def known_backends(self) -> str:
         return ", ".join([*self.backends, PASSTHROUGH])
 

@@ -102,8 +102,17 @@ def build_child_env(
     model: str | None = None,
     request_env: Mapping[str, str] | None = None,
     plugin_env: Iterable[Mapping[str, str | None]] = (),
+    secret_names: Iterable[str] = (),
+    secret_values: Iterable[str] = (),
 ) -> ChildEnv:
-    """Build the harness environment. ``key`` must be resolved unless ``backend`` is passthrough."""
+    """Build the harness environment. ``key`` must be resolved unless ``backend`` is passthrough.
+
+    Besides :data:`SCRUBBED`, every variable named in ``secret_names`` (the config's
+    :meth:`~kimi_acp.config.Config.secret_names`: the gateway's ``tokenEnv``, every backend's
+    key variables) and every variable whose value is one of ``secret_values`` (inline keys,
+    the gateway token) is removed; the chosen backend's key comes back only as the variable
+    Claude Code reads it from.
+    """
     env = dict(parent)
     unset: list[str] = []
     changed: dict[str, str] = {}
@@ -111,8 +120,10 @@ def build_child_env(
     if not backend.passthrough:
         if key is None:
             raise ValueError("a key is needed for a non-passthrough backend")
-        for name in SCRUBBED:
-            if name in env:
+        values = {v for v in secret_values if v} | {key}
+        doomed = {*SCRUBBED, *secret_names}
+        for name in list(env):
+            if name in doomed or env[name] in values:
                 del env[name]
                 unset.append(name)
         changed.update(backend_variables(backend, key, model))

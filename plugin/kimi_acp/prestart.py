@@ -123,7 +123,7 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
     harness = settings.harness
     _, perm_env = permission_args(harness.permissionMode, allow_root_bypass=harness.allowRootBypass)
     child = build_child_env(environ, route.backend, key=key, model=route.model, request_env=request.get("env") or {},
-                            plugin_env=[perm_env or None])
+                            plugin_env=[perm_env or None], secret_names=cfg.secret_names(), secret_values=cfg.secret_values())
     argv, _ = build_argv(
         ClaudeCodeHarness(harness).claude(),
         model=route.model,

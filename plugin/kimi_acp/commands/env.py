@@ -14,7 +14,8 @@ def run(args: Any) -> int:
     cfg = load(args)
     route = route_for(cfg, args)
     key = None if route.backend.passthrough else route.backend.resolve_key(os.environ)
-    child = build_child_env(os.environ, route.backend, key=key, model=route.model)
+    child = build_child_env(os.environ, route.backend, key=key, model=route.model,
+                            secret_names=cfg.secret_names(), secret_values=cfg.secret_values())
     shown = child.set if args.reveal else mask_env(child.set)
     if args.json:
         print_json(
