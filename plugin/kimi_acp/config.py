@@ -492,10 +492,15 @@ def load_config(
 
         presets = registered_backends()
     backends: dict[str, Backend] = {b.name: b for b in presets}
+    url_from: dict[str, tuple[str, ...]] = {}  # backend -> the JSON path its baseUrl came from
     for name, fields, source in _file_backends(data):
         base = backends.get(name, Backend(name=name))
         backends[name] = base.merged(**fields, sources=(f"{cfg_path.name} {source}",))
+        if fields.get("base_url"):
+            url_from[name] = _source_path(source)
     for name, bs in settings.backends.items():
+        if bs.baseUrl:
+            url_from[name] = (*SECTION_PATH, "backends", name, "baseUrl")
         base = backends.get(name, Backend(name=name))
         backends[name] = base.merged(
             base_url=bs.baseUrl,
@@ -520,6 +525,19 @@ def load_config(
                 f"{cfg_path}: backend '{name}' has no base URL: set {SECTION}.backends.{name}.baseUrl"
             )
 
+    for name, b in backends.items():
+        if b.passthrough or not b.base_url:
+            continue
+        problem = backend_url_problem(b.base_url)
+        if problem:
+            where = url_from.get(name)
+            if where is None:  # a plugin's preset
+                raise ConfigError(f"backend '{name}' ({', '.join(b.sources)}): baseUrl {b.base_url!r}: {problem}")
+            line = find_key_line(text, where) if text else None
+            raise ConfigError(
+                f"{cfg_path}{f':{line}' if line else ''}: {_dotted(where)}: {b.base_url!r}: {problem}"
+            )
+
     aliases, alias_names = _aliases(data, backends)
     cfg = Config(
         path=cfg_path,
@@ -537,6 +555,54 @@ def load_config(
     )
     _check_references(cfg)
     return cfg
+
+
+BACKEND_URL_RULE = "a backend URL must be https://HOST[/path], or http:// on loopback (127.0.0.1, ::1, localhost)"
+
+
+def backend_url_problem(url: str) -> str | None:
+    """Why ``url`` may not be a backend's base URL (the key travels with every request), or
+    None. Only the URL's shape is looked at; nothing is resolved or connected to."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError:
+        return f"not a URL; {BACKEND_URL_RULE}"
+    if any(c.isspace() for c in url.strip()) or not host:
+        return f"not a URL with a host; {BACKEND_URL_RULE}"
+    if parts.username or parts.password:
+        return f"credentials in the URL are not allowed (set the key with apiKeyEnv); {BACKEND_URL_RULE}"
+    if parts.query or parts.fragment:
+        return f"no query or fragment (Claude Code appends /v1/messages); {BACKEND_URL_RULE}"
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http":
+        try:
+            if host == "localhost" or ipaddress.ip_address(host).is_loopback:
+                return None
+        except ValueError:
+            pass
+        return f"http is allowed on loopback only: the key would cross the network in clear; {BACKEND_URL_RULE}"
+    return f"scheme {parts.scheme or '(none)'!r} is not allowed; {BACKEND_URL_RULE}"
+
+
+def _source_path(source: str) -> tuple[str, ...]:
+    """``models.providers.glm`` / ``providers[2]`` -> the JSON path of its ``baseUrl``."""
+    m = re.match(r"^providers\[(\d+)\]$", source)
+    if m:
+        return ("providers", m.group(1), "baseUrl")
+    return (*source.split("."), "baseUrl")
+
+
+def _dotted(path: Iterable[str]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out
 
 
 def _check_references(cfg: Config) -> None:
