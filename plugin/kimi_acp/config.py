@@ -421,14 +421,14 @@ def validate_settings(section: dict[str, Any], path: Path, text: str, environ: M
     cache = None
     fingerprint = _settings_fingerprint(section)
     if not environ.get("KIMI_ACP_NO_SETTINGS_CACHE"):
-        from .sessions import state_dir
+        from .sessions import read_cache, state_dir
 
         cache = state_dir(dict(environ)) / "settings-cache.json"
+        cached = read_cache(cache)  # None unless the dir and the file are the user's own (see sessions.py)
         try:
-            cached = json.loads(cache.read_text())
-            if cached.get("fingerprint") == fingerprint:
+            if isinstance(cached, dict) and cached.get("fingerprint") == fingerprint:
                 return _rebuild(cached["settings"], section)
-        except (OSError, ValueError, KeyError, AttributeError):
+        except (KeyError, AttributeError):
             pass
 
     from pydantic import ValidationError
@@ -440,17 +440,9 @@ def validate_settings(section: dict[str, Any], path: Path, text: str, environ: M
     except ValidationError as exc:
         raise _validation_error(exc, path, text) from None
     if cache is not None:
-        try:
-            from .sessions import ensure_state_dir
+        from .sessions import write_cache
 
-            ensure_state_dir(cache.parent)
-            tmp = cache.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump({"fingerprint": fingerprint, "settings": _strip_secrets(settings.model_dump())}, f)
-            os.replace(tmp, cache)
-        except OSError:
-            pass
+        write_cache(cache, {"fingerprint": fingerprint, "settings": _strip_secrets(settings.model_dump())})
     return settings
 
 

@@ -81,10 +81,15 @@ def override_path(state_dir: Path | str, run_id: str) -> Path:
 def write_override(state_dir: Path | str, content: Mapping[str, object], run_id: str) -> Path:
     """Write ``content`` to run ``run_id``'s file under ``state_dir`` (0600, in a 0700
     directory, replaced atomically) and return the path."""
+    from ..sessions import ensure_state_dir
+
+    ensure_state_dir(Path(state_dir))  # refuses a state dir others could write to
     path = override_path(state_dir, run_id)
     directory = path.parent
     if not directory.is_dir():
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.mkdir(mode=0o700)
+    if directory.is_symlink() or directory.stat().st_uid != os.getuid():
+        raise OSError(f"{directory} is not a directory of yours; remove it")
     os.chmod(directory, 0o700)
     data = json.dumps(content, sort_keys=True, indent=1).encode()
     tmp = directory / f".{path.name}.{os.getpid()}.tmp"
