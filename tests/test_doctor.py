@@ -135,7 +135,27 @@ def test_probe_429_is_rate_limiting():
 def test_probe_other_status():
     check, _ = run_probe(lambda r: httpx.Response(500, text="boom"))
     assert not check.ok
-    assert "HTTP 500" in check.detail and "boom" in check.detail
+    assert "HTTP 500" in check.detail and "body of 4 bytes (not shown" in check.detail
+    assert "boom" not in check.detail  # doctor never prints a raw body
+
+
+def test_probe_never_prints_a_raw_body_even_one_echoing_the_key_in_base64():
+    import base64
+
+    b64 = base64.b64encode(f"x-api-key: {KEY}".encode()).decode()
+    check, _ = run_probe(lambda r: httpx.Response(401, text=f"<html>denied {b64} {KEY[8:]}</html>"))
+    assert not check.ok
+    assert b64[8:30] not in check.detail and KEY[8:] not in check.detail and "denied" not in check.detail
+    assert "401" in check.detail
+
+
+def test_probe_shows_the_error_message_masked():
+    import base64
+
+    b64 = base64.b64encode(KEY.encode()).decode()
+    check, _ = run_probe(lambda r: httpx.Response(401, json=error_json("authentication_error", f"invalid key {b64} ({KEY[8:]})")))
+    assert "authentication_error: invalid key" in check.detail
+    assert b64 not in check.detail and KEY[8:] not in check.detail
 
 
 def test_probe_timeout():
@@ -159,7 +179,7 @@ def test_probe_connection_error():
 
 
 def test_probe_never_echoes_the_key():
-    check, _ = run_probe(lambda r: httpx.Response(401, text=f"bad key {KEY}"))
+    check, _ = run_probe(lambda r: httpx.Response(401, json=error_json("authentication_error", f"bad key {KEY}")))
     assert not check.ok
     assert KEY not in check.detail + (check.fix or "")
     assert "sk-kimi-…abcd" in check.detail

@@ -546,6 +546,10 @@ def load_config(
         environ=env,
     )
     _check_references(cfg)
+    from .redact import redact
+
+    for secret in cfg.secret_values():  # every printer, logger and the store mask them from now on
+        redact.add(secret)
     return cfg
 
 

@@ -26,6 +26,25 @@ class Check:
     skipped: bool = False
 
 
+def _error_summary(resp: Any, key: str) -> str:
+    """What an error answer says, without its raw body (which may echo the key, whole, in
+    part or encoded): the Anthropic error type and message, masked; otherwise its size."""
+    from ..redact import Redactor
+
+    clean = Redactor([key])
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        kind = error.get("type") if isinstance(error.get("type"), str) else "error"
+        message = error.get("message") if isinstance(error.get("message"), str) else ""
+        return clean(redact(f"{kind}: {message[:200]}" if message else kind))
+    size = len(resp.content)
+    return f"a {resp.headers.get('content-type') or 'non-JSON'} body of {size} bytes (not shown: it may echo the key)"
+
+
 def probe(backend: Any, key: str, model: str | None, *, timeout: float = 30.0, transport: Any = None) -> Check:
     """One streaming request to the backend, with its outcome explained."""
     import httpx
@@ -74,7 +93,7 @@ def probe(backend: Any, key: str, model: str | None, *, timeout: float = 30.0, t
                                      "the base URL answers, but not as an Anthropic Messages API")
                     return Check("probe", True, f"{url}: 200, streaming (model {body['model']})")
                 resp.read()
-                text = redact(resp.text[:300])
+                text = _error_summary(resp, key)
     except httpx.TimeoutException:
         return Check("probe", False, f"{url}: no answer within {timeout:g} s",
                      "the backend is slow or unreachable; Kimi turns can take minutes, so keep API timeouts at 120 s or more")
