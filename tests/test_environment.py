@@ -87,6 +87,7 @@ def test_kimi_backend_variables():
         "ANTHROPIC_SMALL_FAST_MODEL": "kimi-k2.5",
         "CLAUDE_CODE_SUBAGENT_MODEL": "kimi-k2.5",
         "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "262144",
+        "CLAUDE_CODE_AUTO_COMPACT_WINDOW": "262144",
         "API_TIMEOUT_MS": "600000",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "ENABLE_TOOL_SEARCH": "false",
@@ -297,3 +298,38 @@ def test_secret_names_and_values_are_scrubbed_by_build_child_env():
     child = build_child_env(parent, KIMI, key=KEY, secret_names=["GLM_API_KEY"], secret_values=["inline-000000"])
     assert "GLM_API_KEY" not in child.env and "OTHER" not in child.env and child.env["KEEP"] == "1"
     assert {"GLM_API_KEY", "OTHER"} <= set(child.unset)
+
+
+# --------------------------------------------------------------------------- the Kimi profile
+
+
+@pytest.mark.parametrize("model", ["kimi-k2.5", "kimi-k2.6", "kimi-k2.7-code"])
+def test_the_kimi_models_get_the_context_window_and_the_compact_window(model):
+    v = backend_variables(KIMI, KEY, model)
+    assert v["ANTHROPIC_MODEL"] == model and v["CLAUDE_CODE_SUBAGENT_MODEL"] == model
+    assert v["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "262144"
+    assert v["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == "262144"
+
+
+def test_kimi_k25_stays_the_default_and_the_newer_models_are_known():
+    assert KIMI.model == "kimi-k2.5"
+    assert [m.id for m in KIMI.models] == ["kimi-k2.5", "kimi-k2.6", "kimi-k2.7-code"]
+    assert KIMI.base_url == "https://api.kimi.com/coding"
+
+
+@pytest.mark.parametrize("model", ["kimi-k2.6", "kimi-k2.7-code"])
+def test_a_newer_kimi_model_as_the_backend_model_by_config(clean_env, model):
+    from kimi_acp.config import load_config
+    from kimi_acp.plugins import build_plugin_manager, registered_backends
+    from kimi_acp.routing import resolve, resolve_ref
+
+    (clean_env / "openclaw.json").write_text(
+        '{plugins: {entries: {"kimi-acp": {config: {defaultBackend: "kimi", backends: {kimi: {model: "%s"}}}}}}}' % model
+    )
+    cfg = load_config(presets=registered_backends(build_plugin_manager(entrypoints=False)))
+    route = resolve(cfg)
+    assert route.name == "kimi" and route.model == model
+    assert backend_variables(route.backend, KEY, route.model)["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == "262144"
+    # and as a bare ref in a spawn request, on the default config
+    backend, chosen = resolve_ref(cfg, "kimi-k2.6")
+    assert backend.name == "kimi" and chosen == "kimi-k2.6"

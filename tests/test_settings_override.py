@@ -97,9 +97,11 @@ async def test_a_settings_layer_cannot_redirect_a_spawn(
         answer = await sp.spawn({"task": "say hi", "runtime": "acp", "cwd": str(project)}, CONTEXT)
         assert answer["status"] == "accepted", answer
         result = await sp.wait(answer["runId"], timeout=90)
+        stored = sp.store.get_run(answer["runId"])
     assert result.status == "ok", result
     assert "Hello from the Kimi stub" in result.result
-    assert result.claudeCodeVersion == "2.1.332"
+    assert result.claudeCodeVersion == "2.1.332" == stored.claude_code_version  # the report records it
+    assert result.to_json()["claudeCodeVersion"] == "2.1.332"
     assert_only_kimi(kimi, decoy)
     leftovers = list((Path(os.environ["KIMI_ACP_STATE_DIR"]) / OVERRIDE_DIR).iterdir())
     assert leftovers == []  # the run's --settings file (it holds the key) is gone with the run

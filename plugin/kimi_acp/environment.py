@@ -85,6 +85,8 @@ def backend_variables(backend: Backend, key: str, model: str | None = None) -> d
     context = (info.context_window if info and info.context_window else None) or backend.context_window
     if context:
         out["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] = str(context)
+        # Compact against the model's real window, not Claude's (Kimi: 262144).
+        out["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(context)
     if backend.max_tokens:  # only when configured: Claude Code's own 32000 suits Kimi
         out["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(backend.max_tokens)
     out["API_TIMEOUT_MS"] = str(max(backend.timeout_ms or 0, MIN_TIMEOUT_MS_DEFAULT))
