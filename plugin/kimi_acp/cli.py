@@ -80,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stub", help="run the local Kimi-compatible stub server on 127.0.0.1")
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--key", help="the API key the stub accepts (default: the built-in test key)")
+    keys = p.add_mutually_exclusive_group()
+    keys.add_argument("--key-env", metavar="VAR",
+                      help="read the API key the stub accepts from this environment variable (keeps it out of ps)")
+    keys.add_argument("--key", help="the API key the stub accepts, in argv (visible in ps; prefer --key-env); "
+                      "default: $KIMI_STUB_KEY, else the built-in test key")
     p.add_argument("--scenario", default="text", help="text, tool_use, error:429, hang, stall, slow:SECONDS")
 
     p = sub.add_parser("manifest", help="print or regenerate manifest.json")
