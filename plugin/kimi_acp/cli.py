@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("--json", action="store_true", help='print {"backend", "reason", "set", "unset"}')
     p.add_argument("--reveal", action="store_true", help="show secrets unmasked")
+    p.add_argument("--cwd", metavar="DIR", help="the run's cwd, for Claude Code's project settings (default: here)")
 
     p = sub.add_parser("doctor", help="check config, key, Claude Code and the backend")
     p.add_argument("--agent", metavar="ID")
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--offline", action="store_true", help="skip the live probe of the backend")
     p.add_argument("--timeout", type=float, default=30.0, help="probe timeout in seconds (default 30)")
+    p.add_argument("--cwd", metavar="DIR", help="the run's cwd, for Claude Code's project settings (default: here)")
 
     p = sub.add_parser("model", help="show, set or clear a session's model choice for its spawns")
     p.add_argument("ref", nargs="?", help="a model ref or alias; 'default' clears the choice")

@@ -24,6 +24,32 @@ class Check:
     detail: str
     fix: str | None = None
     skipped: bool = False
+    warning: bool = False  # passes, but the user should know (printed with "!")
+
+
+def settings_checks(backend: Any, cwd: str | None) -> list[Check]:
+    """A warning per Claude Code settings file that sets ANTHROPIC_*, CLAUDE_CODE_* model or
+    auth variables or apiKeyHelper, naming the file and what kimi-acp does about it."""
+    from ..harness.override import scan_settings
+
+    out = []
+    for layer in scan_settings(cwd or os.getcwd(), os.environ):
+        where = f"{layer['file']} ({layer['layer']} settings)"
+        if layer.get("error"):
+            out.append(Check("settings", True, f"{where}: {layer['error']}", warning=True))
+            continue
+        sets = ", ".join(layer["sets"])  # type: ignore[arg-type]
+        if backend.passthrough:
+            out.append(Check("settings", True, f"{where} sets {sets}: applies to passthrough runs", warning=True))
+        elif layer["outranks"]:
+            out.append(Check("settings", False, f"{where} sets {sets}: managed settings outrank kimi-acp's --settings, "
+                             "so runs may go elsewhere (a run whose model changes fails)",
+                             f"remove those keys from {layer['file']} or use the passthrough backend"))
+        else:
+            out.append(Check("settings", True, f"{where} sets {sets}: overridden for kimi-acp runs by their --settings file",
+                             "nothing to do for kimi-acp; plain `claude` runs still use them (a provider switcher's block?)",
+                             warning=True))
+    return out
 
 
 def _error_summary(resp: Any, key: str) -> str:
@@ -148,14 +174,16 @@ def run(args: Any) -> int:
             checks.append(probe(route.backend, key, route.model, timeout=args.timeout))
         else:
             checks.append(Check("probe", False, "skipped: no key", skipped=True))
+    if route is not None:
+        checks.extend(settings_checks(route.backend, getattr(args, "cwd", None)))
     ok = all(c.ok for c in checks)
     if args.json:
         print_json({"ok": ok, "checks": [asdict(c) for c in checks]})
     else:
         for c in checks:
-            mark = "-" if c.skipped else ("✓" if c.ok else "✗")
+            mark = "-" if c.skipped else ("!" if c.warning else ("✓" if c.ok else "✗"))
             print(f"{mark} {c.name:8} {c.detail}")
-            if c.fix and not c.ok:
+            if c.fix and (not c.ok or c.warning):
                 print(f"  {'':8} fix: {c.fix}")
         print("all checks passed" if ok else "some checks failed")
     return 0 if ok else 1

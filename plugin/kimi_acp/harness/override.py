@@ -146,3 +146,73 @@ def apply_override(argv: Sequence[str], env: Mapping[str, str], child_set: Mappi
                    state_dir: Path | str, run_id: str) -> list[str]:
     """The argv of a run on a non-passthrough backend: ``--settings`` with its override file."""
     return with_override(argv, write_override(state_dir, override_settings(env, child_set), run_id))
+
+
+# --------------------------------------------------------------------------- what the layers say
+
+MANAGED_SETTINGS = Path("/etc/claude-code/managed-settings.json")
+"""Claude Code's managed (enterprise) settings on Linux: they outrank ``--settings``."""
+
+# CLAUDE_CODE_* variables that choose a model, a provider or a credential.
+_CLAUDE_CODE_RISKY = (
+    "CLAUDE_CODE_SUBAGENT_MODEL",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLAUDE_CODE_USE_FOUNDRY",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_API_KEY_HELPER_TTL_MS",
+    "CLAUDE_CODE_MAX_CONTEXT_TOKENS",
+    "CLAUDE_CODE_MAX_OUTPUT_TOKENS",
+    "CLAUDE_CODE_AUTO_COMPACT_WINDOW",
+)
+
+
+def risky_name(name: str) -> bool:
+    """True for a settings ``env`` variable that could redirect, re-authenticate or re-model a run."""
+    return name.startswith("ANTHROPIC_") or name in _CLAUDE_CODE_RISKY or name in BLANKED
+
+
+def settings_layers(cwd: Path | str, environ: Mapping[str, str]) -> list[tuple[str, Path]]:
+    """Claude Code's settings files for a run in ``cwd``, lowest rank first:
+    (``user``, ``project``, ``local``, ``managed``)."""
+    home = Path(environ.get("HOME") or Path.home())
+    config_dir = Path(environ["CLAUDE_CONFIG_DIR"]) if environ.get("CLAUDE_CONFIG_DIR") else home / ".claude"
+    cwd = Path(cwd)
+    return [
+        ("user", config_dir / "settings.json"),
+        ("project", cwd / ".claude" / "settings.json"),
+        ("local", cwd / ".claude" / "settings.local.json"),
+        ("managed", MANAGED_SETTINGS),
+    ]
+
+
+def scan_settings(cwd: Path | str, environ: Mapping[str, str]) -> list[dict[str, object]]:
+    """Every settings file of :func:`settings_layers` that sets something kimi-acp must
+    override: ``{"layer", "file", "sets": [names], "outranks": bool}`` (``outranks``: the
+    managed layer, which ``--settings`` cannot beat). Unreadable files are reported with
+    ``"error"``. Only names are returned, never values."""
+    found: list[dict[str, object]] = []
+    for layer, path in settings_layers(cwd, environ):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            found.append({"layer": layer, "file": str(path), "sets": [], "outranks": layer == "managed",
+                          "error": f"cannot read: {type(exc).__name__}"})
+            continue
+        try:
+            data = json.loads(text) if text.strip() else {}
+        except ValueError:
+            found.append({"layer": layer, "file": str(path), "sets": [], "outranks": layer == "managed",
+                          "error": "not valid JSON (Claude Code ignores it)"})
+            continue
+        if not isinstance(data, dict):
+            continue
+        env = data.get("env") if isinstance(data.get("env"), dict) else {}
+        sets = sorted(f"env.{n}" for n in env if isinstance(n, str) and risky_name(n))
+        if data.get("apiKeyHelper"):
+            sets.append("apiKeyHelper")
+        if sets:
+            found.append({"layer": layer, "file": str(path), "sets": sets, "outranks": layer == "managed"})
+    return found
