@@ -194,3 +194,9 @@ def test_a_gateway_500_echoing_the_hooks_token_is_masked_in_the_outbox(clean_env
     error = items[0].last_error
     assert "500" in error and "internal error for Bearer" in error  # the control: the echo is kept, masked
     assert token not in error and token[9:] not in error
+
+
+def test_a_short_known_secret_body_does_not_cut_into_other_keys():
+    r = Redactor(["sk-moon-1234567890"])
+    leaked = "sk-kimi-leakedkey1234567890abcdefghijkl"
+    assert r(f"my key is {leaked}") == "my key is sk-kimi-…ijkl"

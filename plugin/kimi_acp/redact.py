@@ -78,17 +78,19 @@ class Redactor:
         forms = [(secret, shown)]
         m = _PREFIX.match(secret)
         body = secret[m.end():] if m else ""
-        if len(body) >= 8:
+        if len(body) >= 16:  # a real key's body; a short one would mask unrelated text
             forms.append((body, shown))
         forms += [(b, f"{shown} (base64)") for b in _base64_forms(secret)]
         self._forms.extend(f for f in forms if f[0] not in {x for x, _ in self._forms})
         self._forms.sort(key=lambda f: len(f[0]), reverse=True)
 
     def __call__(self, text: str) -> str:
+        # Key-shaped text first: a known secret's part must not cut into another key.
+        text = _KEY_PATTERN.sub(lambda m: mask(m.group(0)), text)
         for found, shown in self._forms:
             if found in text:
                 text = text.replace(found, shown)
-        return _KEY_PATTERN.sub(lambda m: mask(m.group(0)), text)
+        return text
 
 
 redact = Redactor()
