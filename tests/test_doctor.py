@@ -384,3 +384,21 @@ def test_env_shows_what_kimi_acp_does_about_the_settings_layers(clean_env, monke
     assert "claude settings override: each run gets --settings" in text
     assert f"  {proj} (project) sets apiKeyHelper: overridden" in text
     assert DECOY_TOKEN not in text
+
+
+def test_doctor_fails_on_a_world_writable_state_dir(clean_env, claude_bin, monkeypatch, capsys):
+    import os
+
+    state = Path(os.environ["KIMI_ACP_STATE_DIR"])
+    state.mkdir()
+    os.chmod(state, 0o777)
+    write_config(clean_env / "openclaw.json")
+    monkeypatch.setenv("KIMI_ACP_CLAUDE", claude_bin)
+    monkeypatch.setenv("KIMI_API_KEY", KEY)
+    assert main(["doctor", "--offline", "--json"]) == 1
+    check = [c for c in json.loads(capsys.readouterr().out)["checks"] if c["name"] == "state"][0]
+    assert not check["ok"] and str(state) in check["detail"] and "writable by group and others" in check["detail"]
+    assert check["fix"].startswith("chown") and "chmod 700" in check["fix"]
+    os.chmod(state, 0o700)
+    assert main(["doctor", "--offline", "--json"]) == 0
+    capsys.readouterr()

@@ -34,7 +34,7 @@ def state_dir_problem(path: Path) -> str | None:
 
 def _refusal(path: Path, problem: str) -> str:
     return (
-        f"state dir {path} is {problem}: another user could plant code there or read your runs; "
+        f"state dir {path} is {problem}: another user could plant code there or read your runs: "
         f"fix: chown $(id -u) {path} && chmod 700 {path}, or set KIMI_ACP_STATE_DIR to a private directory"
     )
 

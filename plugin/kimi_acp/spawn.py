@@ -313,13 +313,13 @@ class Spawner:
             argv = self.pm.hook.kimi_acp_harness_command(request=routed, backend=route.backend)
             if not argv:
                 raise KimiAcpError("no harness answered kimi_acp_harness_command")
+            if req.cwd and not os.path.isdir(req.cwd):
+                return fail("cwd_resolution_failed", f"cwd '{req.cwd}' is not a directory")
             if not route.backend.passthrough and self._runs_claude(argv):
                 # Claude Code's settings files must not redirect the run: see harness/override.py.
                 from .harness.override import apply_override
 
                 argv = apply_override(argv, child.env, child.set, self.store.state_dir, run_id)
-            if req.cwd and not os.path.isdir(req.cwd):
-                return fail("cwd_resolution_failed", f"cwd '{req.cwd}' is not a directory")
         except SpawnBlocked as exc:
             return fail("runtime_policy", f"blocked by a kimi_acp_before_spawn hook: {exc}", status="forbidden")
         except UnknownNameError as exc:

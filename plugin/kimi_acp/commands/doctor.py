@@ -27,6 +27,21 @@ class Check:
     warning: bool = False  # passes, but the user should know (printed with "!")
 
 
+def state_checks() -> list[Check]:
+    """The state dir must be safe (yours, not group/other-writable); nothing to check before it exists."""
+    from ..errors import ConfigError
+    from ..sessions import ensure_state_dir, state_dir
+
+    path = state_dir()
+    if not path.is_dir():
+        return []
+    try:
+        ensure_state_dir(path)
+    except ConfigError as exc:
+        return [Check("state", False, str(exc).split(": fix: ")[0], str(exc).split(": fix: ")[-1])]
+    return [Check("state", True, f"{path} (yours, 0700)" if (path.stat().st_mode & 0o077) == 0 else f"{path} (yours)")]
+
+
 def settings_checks(backend: Any, cwd: str | None) -> list[Check]:
     """A warning per Claude Code settings file that sets ANTHROPIC_*, CLAUDE_CODE_* model or
     auth variables or apiKeyHelper, naming the file and what kimi-acp does about it."""
@@ -174,6 +189,7 @@ def run(args: Any) -> int:
             checks.append(probe(route.backend, key, route.model, timeout=args.timeout))
         else:
             checks.append(Check("probe", False, "skipped: no key", skipped=True))
+    checks.extend(state_checks())
     if route is not None:
         checks.extend(settings_checks(route.backend, getattr(args, "cwd", None)))
     ok = all(c.ok for c in checks)

@@ -326,6 +326,18 @@ def _fatal_message(status: int, backend: str, key_env: str, detail: str | None) 
     return msg
 
 
+CLAUDE_MODEL_ALIASES = frozenset({"default", "best", "sonnet", "opus", "haiku", "opusplan", "sonnet[1m]", "opus[1m]"})
+"""Claude Code's own model aliases: it resolves them itself, so its init event shows another name."""
+
+
+def model_matches(got: str, expected: str | None) -> bool:
+    """Whether the model a run's ``system``/``init`` names is the one kimi-acp set. Nothing set,
+    or a Claude Code alias set, matches anything; ``[1m]``-style suffixes are ignored."""
+    if not expected or expected.lower() in CLAUDE_MODEL_ALIASES:
+        return True
+    return got == expected or got.split("[", 1)[0] == expected.split("[", 1)[0]
+
+
 def model_mismatch_message(got: str, expected: str, backend: str) -> str:
     """The error of a run whose ``system``/``init`` names another model than kimi-acp set."""
     return (
@@ -412,8 +424,8 @@ class StreamState:
             self.model = event.model or self.model
             self.cwd = event.cwd
             self.claude_code_version = event.claude_code_version
-            if self.expected_model and event.model and event.model != self.expected_model and self.fatal is None:
-                self.fatal = model_mismatch_message(event.model, self.expected_model, self.backend)
+            if self.fatal is None and event.model and not model_matches(event.model, self.expected_model):
+                self.fatal = model_mismatch_message(event.model, self.expected_model or "", self.backend)
         elif isinstance(event, AssistantEvent):
             self._on_assistant(event)
         elif isinstance(event, ApiRetry):
