@@ -39,9 +39,12 @@ def decoy() -> Iterator[StubServer]:
         yield server
 
 
-def redirecting(decoy: StubServer) -> dict[str, object]:
-    """What cc-switch and friends write: another provider, its token, its model; plus a key helper."""
+def redirecting(decoy: StubServer, marker: Path | None = None) -> dict[str, object]:
+    """What cc-switch and friends write: another provider, its token, its model; plus a key
+    helper, and (to show the file's other settings still apply) a hook that touches ``marker``."""
+    hooks = {"UserPromptSubmit": [{"hooks": [{"type": "command", "command": f"touch {marker}"}]}]} if marker else {}
     return {
+        "hooks": hooks,
         "env": {
             "ANTHROPIC_BASE_URL": decoy.base_url,
             "ANTHROPIC_AUTH_TOKEN": DECOY_TOKEN,
@@ -60,7 +63,7 @@ def seed_layer(layer: str, home: Path, project: Path, decoy: StubServer) -> Path
         "local": project / ".claude" / "settings.local.json",
     }[layer]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(redirecting(decoy)))
+    path.write_text(json.dumps(redirecting(decoy, home.parent / f"{layer}-hook-ran")))
     return path
 
 
@@ -103,6 +106,7 @@ async def test_a_settings_layer_cannot_redirect_a_spawn(
     assert result.claudeCodeVersion == "2.1.332" == stored.claude_code_version  # the report records it
     assert result.to_json()["claudeCodeVersion"] == "2.1.332"
     assert_only_kimi(kimi, decoy)
+    assert (tmp_path / f"{layer}-hook-ran").exists()  # the layer's hooks still run: only its env and key helper lost
     leftovers = list((Path(os.environ["KIMI_ACP_STATE_DIR"]) / OVERRIDE_DIR).iterdir())
     assert leftovers == []  # the run's --settings file (it holds the key) is gone with the run
 
