@@ -200,6 +200,6 @@ def run(args: Any) -> int:
             mark = "-" if c.skipped else ("!" if c.warning else ("✓" if c.ok else "✗"))
             print(f"{mark} {c.name:8} {c.detail}")
             if c.fix and (not c.ok or c.warning):
-                print(f"  {'':8} fix: {c.fix}")
+                print(f"  {'':8} {'note' if c.warning else 'fix'}: {c.fix}")
         print("all checks passed" if ok else "some checks failed")
     return 0 if ok else 1
