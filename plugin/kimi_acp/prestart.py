@@ -139,7 +139,6 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
     from .sessions import state_dir
 
     caps = cfg.backend_caps()
-
     slots = ProcessSlots(Path(state_dir()) / "slots", caps, settings.limits.backendMaxConcurrent)
     slot_fd = slots.try_acquire(route.name)
     if slot_fd is None:  # the backend is busy in another process: queue the normal way

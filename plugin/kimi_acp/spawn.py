@@ -122,6 +122,7 @@ class Spawner:
         self._reporter: GatewayReporter | None = None
         self._outbox_wakeup: anyio.Event | None = None
         self._harness: Any = None
+        self._overridden: set[str] = set()  # runs started with the --settings override (harness/override.py)
         self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -320,6 +321,7 @@ class Spawner:
                 from .harness.override import apply_override
 
                 argv = apply_override(argv, child.env, child.set, self.store.state_dir, run_id)
+                self._overridden.add(run_id)  # and its system/init must name the model set (see _run)
         except SpawnBlocked as exc:
             return fail("runtime_policy", f"blocked by a kimi_acp_before_spawn hook: {exc}", status="forbidden")
         except UnknownNameError as exc:
@@ -368,7 +370,7 @@ class Spawner:
             names = [] if route.backend.passthrough else route.backend.key_variables()
             fallback = "ANTHROPIC_API_KEY" if route.backend.passthrough else f"the apiKey of backend '{route.name}'"
             state = StreamState(backend=route.name, key_env=names[0] if names else fallback,
-                                expected_model=None if route.backend.passthrough else route.model)
+                                expected_model=route.model if rec.run_id in self._overridden else None)
         if self._closing:
             self._finish(rec, req, "cancelled", error="the spawner shut down before the run started", exit_code=None, state=state)
             return
@@ -465,6 +467,7 @@ class Spawner:
         from .harness.override import remove_override
 
         remove_override(self.store.state_dir, rec.run_id)  # the run's --settings file holds its key
+        self._overridden.discard(rec.run_id)
         if req.cleanup == "delete":
             self.store.transcript_path(rec.run_id).unlink(missing_ok=True)
         rec.status = status
