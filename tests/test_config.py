@@ -545,3 +545,62 @@ def test_settings_cache_holds_no_secret_and_gives_the_same_settings(tmp_path, mo
     assert cached.settings.report.gateway.token.get_secret_value() == "hooks-secret-abcdef"
     assert cached.settings.defaultBackend == fresh.settings.defaultBackend == "kimi"
     assert cached.settings.limits.maxConcurrent == fresh.settings.limits.maxConcurrent
+
+
+# --------------------------------------------------------------------------- backend URLs
+
+
+BAD_URLS = [
+    ("http://10.0.0.5:8080/coding", "loopback only"),
+    ("ftp://files.example/coding", "scheme 'ftp'"),
+    ("file:///etc/passwd", "not a URL with a host"),
+    ("not a url", "not a URL"),
+    ("https://user:pw@api.kimi.com/coding", "credentials"),
+    ("https://api.kimi.com/coding?x=1", "no query"),
+]
+
+
+@pytest.mark.parametrize(("url", "why"), BAD_URLS)
+def test_a_backend_url_must_be_https_or_loopback_http(cfg_file, presets, url, why):
+    text = '{plugins: {entries: {"kimi-acp": {config: {\n  backends: {\n    glm: {\n      baseUrl: "%s"}}}}}}}\n' % url
+    write(cfg_file, text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(presets=presets)
+    msg = str(exc.value)
+    assert msg.startswith(f"{cfg_file}:4: {SECTION}.backends.glm.baseUrl: ")
+    assert why in msg and "https" in msg and "loopback" in msg
+
+
+def test_an_openclaw_provider_url_is_checked_too(cfg_file, presets):
+    text = '{models: {providers: {\n  lan: {api: "anthropic-messages",\n    baseUrl: "http://192.168.1.9/anthropic"}}}}\n'
+    write(cfg_file, text)
+    with pytest.raises(ConfigError, match=r":3: models\.providers\.lan\.baseUrl: 'http://192\.168\.1\.9/anthropic': http is allowed on loopback only"):
+        load_config(presets=presets)
+
+
+@pytest.mark.parametrize("url", ["https://api.kimi.com/coding", "http://127.0.0.1:8080/coding", "http://[::1]:9/x", "http://localhost:1/c"])
+def test_good_backend_urls_load(cfg_file, presets, url):
+    write(cfg_file, '{plugins: {entries: {"kimi-acp": {config: {backends: {glm: {baseUrl: "%s", apiKeyEnv: "GLM"}}}}}}}' % url)
+    assert load_config(presets=presets).backends["glm"].base_url == url
+
+
+@pytest.mark.parametrize("path", ["hooks/agent", "//evil.example/hooks", "http://evil.example/hooks", "/hooks?x=1", "/a/../b", "/a b"])
+def test_the_gateway_path_must_be_a_path(cfg_file, presets, path):
+    write(cfg_file, '{plugins: {entries: {"kimi-acp": {config: {report: {gateway: {path: %s}}}}}}}' % __import__("json").dumps(path))
+    with pytest.raises(ConfigError, match=r"report\.gateway\.path: .*is not a path"):
+        load_config(presets=presets)
+
+
+def test_every_command_refuses_a_bad_backend_url(cfg_file, monkeypatch):
+    import subprocess
+    import sys
+
+    write(cfg_file, '{plugins: {entries: {"kimi-acp": {config: {backends: {kimi: {baseUrl: "http://10.0.0.5:8080/coding"}}}}}}}')
+    monkeypatch.setenv("KIMI_API_KEY", KEY)
+    kimi_acp = str(Path(sys.executable).with_name("kimi-acp"))
+    for args in (["env"], ["doctor", "--offline"], ["spawn", "x"]):
+        done = subprocess.run([kimi_acp, *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert done.returncode != 0, args
+        out = done.stdout + done.stderr
+        assert "backends.kimi.baseUrl" in out and "loopback only" in out, (args, out)
+        assert "Traceback" not in out and "✓ config" not in out

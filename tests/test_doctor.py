@@ -135,7 +135,27 @@ def test_probe_429_is_rate_limiting():
 def test_probe_other_status():
     check, _ = run_probe(lambda r: httpx.Response(500, text="boom"))
     assert not check.ok
-    assert "HTTP 500" in check.detail and "boom" in check.detail
+    assert "HTTP 500" in check.detail and "body of 4 bytes (not shown" in check.detail
+    assert "boom" not in check.detail  # doctor never prints a raw body
+
+
+def test_probe_never_prints_a_raw_body_even_one_echoing_the_key_in_base64():
+    import base64
+
+    b64 = base64.b64encode(f"x-api-key: {KEY}".encode()).decode()
+    check, _ = run_probe(lambda r: httpx.Response(401, text=f"<html>denied {b64} {KEY[8:]}</html>"))
+    assert not check.ok
+    assert b64[8:30] not in check.detail and KEY[8:] not in check.detail and "denied" not in check.detail
+    assert "401" in check.detail
+
+
+def test_probe_shows_the_error_message_masked():
+    import base64
+
+    b64 = base64.b64encode(KEY.encode()).decode()
+    check, _ = run_probe(lambda r: httpx.Response(401, json=error_json("authentication_error", f"invalid key {b64} ({KEY[8:]})")))
+    assert "authentication_error: invalid key" in check.detail
+    assert b64 not in check.detail and KEY[8:] not in check.detail
 
 
 def test_probe_timeout():
@@ -159,7 +179,7 @@ def test_probe_connection_error():
 
 
 def test_probe_never_echoes_the_key():
-    check, _ = run_probe(lambda r: httpx.Response(401, text=f"bad key {KEY}"))
+    check, _ = run_probe(lambda r: httpx.Response(401, json=error_json("authentication_error", f"bad key {KEY}")))
     assert not check.ok
     assert KEY not in check.detail + (check.fix or "")
     assert "sk-kimi-…abcd" in check.detail
@@ -288,3 +308,97 @@ def test_doctor_against_the_stub_with_a_wrong_key(clean_env, claude_bin, monkeyp
     assert "fix:" in out
     assert wrong not in out and stub.key not in out
     assert "some checks failed" in out
+
+
+# --------------------------------------------------------------------------- Claude Code's settings layers
+
+
+DECOY_TOKEN = "decoy-provider-token-0000000000000009"
+
+
+def seed_claude_settings(home: Path, project: Path) -> tuple[Path, Path, Path]:
+    user = home / ".claude" / "settings.json"
+    proj = project / ".claude" / "settings.json"
+    local = project / ".claude" / "settings.local.json"
+    for p in (user, proj, local):
+        p.parent.mkdir(parents=True, exist_ok=True)
+    user.write_text(json.dumps({"env": {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9/other", "ANTHROPIC_AUTH_TOKEN": DECOY_TOKEN,
+                                        "EDITOR": "vi"}}))
+    proj.write_text(json.dumps({"apiKeyHelper": f"echo {DECOY_TOKEN}", "permissions": {"allow": []}}))
+    local.write_text(json.dumps({"env": {"CLAUDE_CODE_SUBAGENT_MODEL": "other", "CLAUDE_CODE_USE_BEDROCK": "1"}}))
+    return user, proj, local
+
+
+def test_doctor_warns_about_each_settings_layer_that_could_redirect(clean_env, claude_bin, monkeypatch, capsys):
+    home, project = clean_env / "home", clean_env / "project"
+    user, proj, local = seed_claude_settings(home, project)
+    monkeypatch.setenv("HOME", str(home))
+    write_config(clean_env / "openclaw.json")
+    monkeypatch.setenv("KIMI_ACP_CLAUDE", claude_bin)
+    monkeypatch.setenv("KIMI_API_KEY", KEY)
+    assert main(["doctor", "--offline", "--json", "--cwd", str(project)]) == 0  # warnings, not failures
+    data = json.loads(capsys.readouterr().out)
+    settings = [c for c in data["checks"] if c["name"] == "settings"]
+    assert [c["detail"].split(" (")[0] for c in settings] == [str(user), str(proj), str(local)]
+    assert all(c["ok"] and c["warning"] for c in settings)
+    assert "env.ANTHROPIC_AUTH_TOKEN, env.ANTHROPIC_BASE_URL:" in settings[0]["detail"]
+    assert "EDITOR" not in settings[0]["detail"]
+    assert "sets apiKeyHelper" in settings[1]["detail"]
+    assert "env.CLAUDE_CODE_SUBAGENT_MODEL, env.CLAUDE_CODE_USE_BEDROCK" in settings[2]["detail"]
+    assert all("overridden for kimi-acp runs" in c["detail"] for c in settings)
+
+    assert main(["doctor", "--offline", "--cwd", str(project)]) == 0
+    text = capsys.readouterr().out
+    assert f"! settings {user} (user settings) sets" in text
+    assert DECOY_TOKEN not in text and "127.0.0.1:9/other" not in text  # names only, never values
+
+
+def test_doctor_fails_on_managed_settings_that_outrank_kimi_acp(clean_env, claude_bin, monkeypatch, capsys):
+    from kimi_acp.harness import override
+
+    managed = clean_env / "managed-settings.json"
+    managed.write_text(json.dumps({"env": {"ANTHROPIC_BASE_URL": "https://elsewhere.example"}}))
+    monkeypatch.setattr(override, "MANAGED_SETTINGS", managed)
+    monkeypatch.setenv("HOME", str(clean_env))
+    write_config(clean_env / "openclaw.json")
+    monkeypatch.setenv("KIMI_ACP_CLAUDE", claude_bin)
+    monkeypatch.setenv("KIMI_API_KEY", KEY)
+    assert main(["doctor", "--offline", "--json", "--cwd", str(clean_env)]) == 1
+    bad = [c for c in json.loads(capsys.readouterr().out)["checks"] if c["name"] == "settings"]
+    assert len(bad) == 1 and not bad[0]["ok"] and str(managed) in bad[0]["detail"] and "outrank" in bad[0]["detail"]
+
+
+def test_env_shows_what_kimi_acp_does_about_the_settings_layers(clean_env, monkeypatch, capsys):
+    home, project = clean_env / "home", clean_env / "project"
+    user, proj, local = seed_claude_settings(home, project)
+    monkeypatch.setenv("HOME", str(home))
+    write_config(clean_env / "openclaw.json")
+    monkeypatch.setenv("KIMI_API_KEY", KEY)
+    assert main(["env", "--json", "--cwd", str(project)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [s["file"] for s in out["claudeSettings"]] == [str(user), str(proj), str(local)]
+    assert all(s["action"].startswith("overridden for kimi-acp runs") for s in out["claudeSettings"])
+    assert "--settings <state dir>/claude-settings/<run id>.json" in out["settingsOverride"]
+    assert main(["env", "--cwd", str(project)]) == 0
+    text = capsys.readouterr().out
+    assert "claude settings override: each run gets --settings" in text
+    assert f"  {proj} (project) sets apiKeyHelper: overridden" in text
+    assert DECOY_TOKEN not in text
+
+
+def test_doctor_fails_on_a_world_writable_state_dir(clean_env, claude_bin, monkeypatch, capsys):
+    import os
+
+    state = Path(os.environ["KIMI_ACP_STATE_DIR"])
+    state.mkdir()
+    os.chmod(state, 0o777)
+    write_config(clean_env / "openclaw.json")
+    monkeypatch.setenv("KIMI_ACP_CLAUDE", claude_bin)
+    monkeypatch.setenv("KIMI_API_KEY", KEY)
+    assert main(["doctor", "--offline", "--json"]) == 1
+    check = [c for c in json.loads(capsys.readouterr().out)["checks"] if c["name"] == "state"][0]
+    assert not check["ok"] and str(state) in check["detail"] and "writable by group and others" in check["detail"]
+    assert check["fix"].startswith("chown") and "chmod 700" in check["fix"]
+    os.chmod(state, 0o700)
+    assert main(["doctor", "--offline", "--json"]) == 0
+    capsys.readouterr()

@@ -87,6 +87,7 @@ def test_kimi_backend_variables():
         "ANTHROPIC_SMALL_FAST_MODEL": "kimi-k2.5",
         "CLAUDE_CODE_SUBAGENT_MODEL": "kimi-k2.5",
         "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "262144",
+        "CLAUDE_CODE_AUTO_COMPACT_WINDOW": "262144",
         "API_TIMEOUT_MS": "600000",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "ENABLE_TOOL_SEARCH": "false",
@@ -227,3 +228,108 @@ def test_property_kimi_child_env_never_has_a_bearer_token(parent, key):
     assert int(child.env["API_TIMEOUT_MS"]) >= 120_000
     for name in ("KIMI_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_CODE_USE_BEDROCK"):
         assert name not in child.env
+
+
+# --------------------------------------------------------------------------- every known secret
+
+
+def test_every_configured_secret_is_scrubbed_from_a_real_child(tmp_path, monkeypatch):
+    """A real spawn whose harness is a tiny program that dumps its environment: the gateway's
+    custom tokenEnv, every backend's apiKeyEnv, a variable holding an inline key and one
+    holding the inline hooks token are all gone; the chosen key is there as ANTHROPIC_API_KEY."""
+    import json
+    import os
+    import stat
+    import sys
+
+    import anyio
+
+    from fakes.spawning import CONTEXT, write_config
+    from kimi_acp.spawn import Spawner
+
+    dump = tmp_path / "env.json"
+    script = tmp_path / "dump-env"
+    script.write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        f"open({str(dump)!r}, 'w').write(json.dumps(dict(os.environ)))\n"
+        "sys.stdin.read()\n"
+        "print(json.dumps({'type': 'result', 'subtype': 'success', 'is_error': False, 'result': 'dumped'}))\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    secrets = {
+        "KIMI_API_KEY": KEY,
+        "GLM_API_KEY": "glm-secret-000000000000000001",
+        "ZED_KEY": "zed-inline-secret-00000000002",
+        "MY_HOOKS_TOKEN": "hooks-custom-token-0000000003",
+        "INNOCENT_LOOKING": "inline-gateway-token-000000004",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    write_config(
+        tmp_path,
+        harness={"command": str(script)},
+        extra={
+            "backends": {
+                "kimi": {"baseUrl": "http://127.0.0.1:9/coding"},
+                "glm": {"baseUrl": "https://open.bigmodel.example/api/anthropic", "apiKeyEnv": "GLM_API_KEY"},
+                "zed": {"baseUrl": "https://zed.example/anthropic", "apiKey": "${ZED_KEY}"},
+            },
+            "report": {"gateway": {"tokenEnv": "MY_HOOKS_TOKEN", "token": "${INNOCENT_LOOKING}"}},
+        },
+    )
+
+    async def go():
+        async with Spawner(environ=dict(os.environ)) as sp:
+            answer = await sp.spawn({"task": "x", "runtime": "acp"}, CONTEXT)
+            return await sp.wait(answer["runId"], timeout=30)
+
+    result = anyio.run(go)
+    assert result.status == "ok", result
+    child = json.loads(dump.read_text())
+    assert child["ANTHROPIC_API_KEY"] == KEY  # the control: the chosen key is where Claude Code reads it
+    assert child["PATH"] == os.environ["PATH"]
+    for name, value in secrets.items():
+        assert name not in child, name
+        assert value not in {v for k, v in child.items() if k != "ANTHROPIC_API_KEY"}, name
+
+
+def test_secret_names_and_values_are_scrubbed_by_build_child_env():
+    parent = {**PARENT, "GLM_API_KEY": "glm-000000000", "OTHER": "inline-000000", "KEEP": "1"}
+    child = build_child_env(parent, KIMI, key=KEY, secret_names=["GLM_API_KEY"], secret_values=["inline-000000"])
+    assert "GLM_API_KEY" not in child.env and "OTHER" not in child.env and child.env["KEEP"] == "1"
+    assert {"GLM_API_KEY", "OTHER"} <= set(child.unset)
+
+
+# --------------------------------------------------------------------------- the Kimi profile
+
+
+@pytest.mark.parametrize("model", ["kimi-k2.5", "kimi-k2.6", "kimi-k2.7-code"])
+def test_the_kimi_models_get_the_context_window_and_the_compact_window(model):
+    v = backend_variables(KIMI, KEY, model)
+    assert v["ANTHROPIC_MODEL"] == model and v["CLAUDE_CODE_SUBAGENT_MODEL"] == model
+    assert v["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "262144"
+    assert v["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == "262144"
+
+
+def test_kimi_k25_stays_the_default_and_the_newer_models_are_known():
+    assert KIMI.model == "kimi-k2.5"
+    assert [m.id for m in KIMI.models] == ["kimi-k2.5", "kimi-k2.6", "kimi-k2.7-code"]
+    assert KIMI.base_url == "https://api.kimi.com/coding"
+
+
+@pytest.mark.parametrize("model", ["kimi-k2.6", "kimi-k2.7-code"])
+def test_a_newer_kimi_model_as_the_backend_model_by_config(clean_env, model):
+    from kimi_acp.config import load_config
+    from kimi_acp.plugins import build_plugin_manager, registered_backends
+    from kimi_acp.routing import resolve, resolve_ref
+
+    (clean_env / "openclaw.json").write_text(
+        '{plugins: {entries: {"kimi-acp": {config: {defaultBackend: "kimi", backends: {kimi: {model: "%s"}}}}}}}' % model
+    )
+    cfg = load_config(presets=registered_backends(build_plugin_manager(entrypoints=False)))
+    route = resolve(cfg)
+    assert route.name == "kimi" and route.model == model
+    assert backend_variables(route.backend, KEY, route.model)["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == "262144"
+    # and as a bare ref in a spawn request, on the default config
+    backend, chosen = resolve_ref(cfg, "kimi-k2.6")
+    assert backend.name == "kimi" and chosen == "kimi-k2.6"

@@ -423,3 +423,20 @@ def test_thinking_maps_to_effort(thinking, effort) -> None:
         assert "--effort" not in argv
     else:
         assert argv[argv.index("--effort") + 1] == effort
+
+
+# --------------------------------------------------------------------------- the init event's model
+
+
+def test_an_init_naming_another_model_is_fatal():
+    from kimi_acp.harness.claude_code import StreamState
+
+    init = '{"type":"system","subtype":"init","model":"other-model","session_id":"s","claude_code_version":"2.1.332"}'
+    state = StreamState(backend="kimi", expected_model="kimi-k2.5")
+    state.feed(init)
+    assert state.fatal and "'other-model', not 'kimi-k2.5'" in state.fatal
+    assert state.claude_code_version == "2.1.332"
+    for expected, got in (("kimi-k2.5", "kimi-k2.5"), (None, "x"), ("sonnet", "claude-sonnet-4-5"), ("kimi-k2.5", "kimi-k2.5[1m]")):
+        ok = StreamState(expected_model=expected)
+        ok.feed(init.replace("other-model", got))
+        assert ok.fatal is None, (expected, got)

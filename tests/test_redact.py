@@ -121,3 +121,82 @@ def test_default_redactor_masks_key_shaped_text(text, expected):
 def test_redaction_is_idempotent():
     once = Redactor([KEY])(f"k={KEY}")
     assert Redactor([KEY])(once) == once == "k=sk-kimi-…abcd"
+
+
+# --------------------------------------------------------------------------- partial and encoded echoes
+
+
+def test_a_known_key_without_its_family_prefix_is_masked():
+    r = Redactor([KEY])
+    body = KEY.removeprefix("sk-kimi-")
+    out = r(f"unknown key '{body}'")
+    assert body not in out and "test0000" not in out
+    assert "…abcd" in out
+
+
+@pytest.mark.parametrize("prefix", ["", "a", "ab", "x-api-key: "])
+@pytest.mark.parametrize("urlsafe", [False, True])
+def test_the_base64_of_a_known_key_is_masked_at_any_alignment(prefix, urlsafe):
+    import base64
+
+    secret = "sk-kimi-" + "Zq9/+x7Yw3Vb" * 3 + "abcd"  # bytes that give + and / in base64
+    encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    b64 = encode((prefix + secret + "\n").encode()).decode()
+    out = Redactor([secret])(f"echo: {b64}")
+    # no run of 12 characters of the encoding that depends only on the key is left
+    core = encode(secret.encode()).decode()[4:-8]
+    assert core not in out
+    assert "(base64)" in out
+
+
+def test_the_hooks_token_is_masked_once_the_config_names_it(clean_env, monkeypatch):
+    """A token that is not shaped like a key: masked only because the config says it is one."""
+    from kimi_acp.config import load_config
+    from kimi_acp.plugins import build_plugin_manager, registered_backends
+
+    token = "gw-hooks-0f3c9a77d2e1b6a54c8e"
+    monkeypatch.setenv("MY_HOOKS", token)
+    (clean_env / "openclaw.json").write_text('{plugins: {entries: {"kimi-acp": {config: {report: {gateway: {tokenEnv: "MY_HOOKS"}}}}}}}')
+    assert token in redact(f"500: {token}")  # the control: unknown, it is not masked
+    load_config(presets=registered_backends(build_plugin_manager(entrypoints=False)))
+    assert token not in redact(f"500: Bearer {token}")
+    assert "…6a54c8e"[-4:] in redact(f"500: Bearer {token}")
+
+
+def test_a_gateway_500_echoing_the_hooks_token_is_masked_in_the_outbox(clean_env, monkeypatch):
+    """The token is the gateway's own (not key-shaped); a 500 body echoes it; what the store
+    keeps as the outbox item's last_error has it masked."""
+    import anyio
+
+    from fakes import fake_argv
+    from fakes.spawning import CONTEXT, FakeHarness, make_pm, wait_until, write_config
+    from kimi_acp.spawn import Spawner
+    from kimi_acp.stub.gateway import GatewayStub
+
+    token = "gw-hooks-token-77aa31c0e5d94b28"
+    monkeypatch.setenv("KIMI_API_KEY", KEY)
+    monkeypatch.setenv("OPENCLAW_HOOKS_TOKEN", token)
+    with GatewayStub(token=token) as gw:
+        gw.echo_next = 1000  # every attempt: the item stays pending with the echo as its last error
+        write_config(clean_env, gateway_url=gw.url)
+
+        async def go():
+            async with Spawner(pm=make_pm(FakeHarness(fake_argv("ok")))) as sp:
+                answer = await sp.spawn({"task": "x", "runtime": "acp"}, CONTEXT)
+                await sp.wait(answer["runId"], timeout=30)
+                await wait_until(lambda: gw.failures >= 1, 20, "the echoing 500")
+                items = await wait_until(
+                    lambda: [i for i in sp.store.outbox_pending(answer["runId"]) if i.last_error], 20, "the failure recorded"
+                )
+                return items
+
+        items = anyio.run(go)
+    error = items[0].last_error
+    assert "500" in error and "internal error for Bearer" in error  # the control: the echo is kept, masked
+    assert token not in error and token[9:] not in error
+
+
+def test_a_short_known_secret_body_does_not_cut_into_other_keys():
+    r = Redactor(["sk-moon-1234567890"])
+    leaked = "sk-kimi-leakedkey1234567890abcdefghijkl"
+    assert r(f"my key is {leaked}") == "my key is sk-kimi-…ijkl"

@@ -498,3 +498,51 @@ def test_e2e_claude_code_tool_use(claude_bin: str, kimi_key: str, tmp_path: Path
             if isinstance(b, dict) and b.get("type") == "tool_result"
         ]
         assert tool_results and "stub-tool-ok" in str(tool_results[0]["content"])
+
+
+# --------------------------------------------------------------------------- `kimi-acp stub`: the key from the environment
+
+
+@pytest.mark.parametrize("how", ["key-env", "KIMI_STUB_KEY"])
+def test_kimi_acp_stub_reads_its_key_from_an_environment_variable(tmp_path: Path, how: str) -> None:
+    import os
+    import sys
+
+    key = "sk-kimi-fromenv0000000000000000000000009f3e"
+    kimi_acp = str(Path(sys.executable).with_name("kimi-acp"))
+    env = {**os.environ, "NO_PROXY": "127.0.0.1"}
+    argv = [kimi_acp, "stub", "--port", "0"]
+    if how == "key-env":
+        env["MY_STUB_KEY"] = key
+        argv += ["--key-env", "MY_STUB_KEY"]
+    else:
+        env["KIMI_STUB_KEY"] = key
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = proc.stdout.readline()  # blocks until the server is listening (or the process died)
+        assert first.startswith("kimi stub listening on "), (first, proc.stderr.read() if proc.poll() is not None else "")
+        base = first.split(" on ", 1)[1].strip()
+        assert key.encode() not in Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        body = {"model": "kimi-k2.5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+        hdrs = {"user-agent": "claude-cli/2.1.332 (external, cli)", "anthropic-version": "2023-06-01"}
+        with httpx.Client(timeout=10, trust_env=False) as c:
+            ok = c.post(f"{base}/v1/messages", json=body, headers={**hdrs, "x-api-key": key})
+            bad = c.post(f"{base}/v1/messages", json=body, headers={**hdrs, "x-api-key": "sk-kimi-stub-local-key-0000"})
+        assert ok.status_code == 200, ok.text
+        assert bad.status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_kimi_acp_stub_key_env_that_is_not_set_is_a_clear_error() -> None:
+    import os
+    import sys
+
+    kimi_acp = str(Path(sys.executable).with_name("kimi-acp"))
+    env = {k: v for k, v in os.environ.items() if k != "NOPE_KEY"}
+    done = subprocess.run([kimi_acp, "stub", "--key-env", "NOPE_KEY"], capture_output=True, text=True, env=env, timeout=30)
+    assert done.returncode == 2
+    assert "NOPE_KEY" in done.stderr and "hint: export NOPE_KEY" in done.stderr and "Traceback" not in done.stderr

@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("--json", action="store_true", help='print {"backend", "reason", "set", "unset"}')
     p.add_argument("--reveal", action="store_true", help="show secrets unmasked")
+    p.add_argument("--cwd", metavar="DIR", help="the run's cwd, for Claude Code's project settings (default: here)")
 
     p = sub.add_parser("doctor", help="check config, key, Claude Code and the backend")
     p.add_argument("--agent", metavar="ID")
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--offline", action="store_true", help="skip the live probe of the backend")
     p.add_argument("--timeout", type=float, default=30.0, help="probe timeout in seconds (default 30)")
+    p.add_argument("--cwd", metavar="DIR", help="the run's cwd, for Claude Code's project settings (default: here)")
 
     p = sub.add_parser("model", help="show, set or clear a session's model choice for its spawns")
     p.add_argument("ref", nargs="?", help="a model ref or alias; 'default' clears the choice")
@@ -80,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stub", help="run the local Kimi-compatible stub server on 127.0.0.1")
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--key", help="the API key the stub accepts (default: the built-in test key)")
+    keys = p.add_mutually_exclusive_group()
+    keys.add_argument("--key-env", metavar="VAR",
+                      help="read the API key the stub accepts from this environment variable (keeps it out of ps)")
+    keys.add_argument("--key", help="the API key the stub accepts, in argv (visible in ps; prefer --key-env); "
+                      "default: $KIMI_STUB_KEY, else the built-in test key")
     p.add_argument("--scenario", default="text", help="text, tool_use, error:429, hang, stall, slow:SECONDS")
 
     p = sub.add_parser("manifest", help="print or regenerate manifest.json")

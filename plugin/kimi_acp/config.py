@@ -153,6 +153,29 @@ class Config:
         caps.update(self.settings.limits.perBackend)
         return caps
 
+    def secret_names(self) -> list[str]:
+        """Every variable kimi-acp reads a secret from: the gateway's ``tokenEnv`` and every
+        backend's key variables (they are scrubbed from every child's environment)."""
+        names = [self.settings.report.gateway.tokenEnv]
+        for b in self.backends.values():
+            names.extend(b.key_variables())
+        return list(dict.fromkeys(n for n in names if n))
+
+    def secret_values(self) -> list[str]:
+        """Every secret value kimi-acp knows: inline backend keys (``${VAR}`` already
+        substituted), the inline gateway token, and the values of :meth:`secret_names`
+        in the environment. A parent variable holding one of them is scrubbed, whatever
+        its name."""
+        values: list[str] = []
+        for b in self.backends.values():
+            if b.api_key and not b.api_key.startswith("${"):
+                values.append(b.api_key)
+        token = self.settings.report.gateway.token
+        if token is not None:
+            values.append(token.get_secret_value())
+        values.extend(self.environ.get(n, "") for n in self.secret_names())
+        return list(dict.fromkeys(v for v in values if v and len(v) >= 6))
+
     def known_backends(self) -> str:
         return ", ".join([*self.backends, PASSTHROUGH])
 
@@ -405,14 +428,14 @@ def validate_settings(section: dict[str, Any], path: Path, text: str, environ: M
     cache = None
     fingerprint = _settings_fingerprint(section)
     if not environ.get("KIMI_ACP_NO_SETTINGS_CACHE"):
-        from .sessions import state_dir
+        from .sessions import read_cache, state_dir
 
         cache = state_dir(dict(environ)) / "settings-cache.json"
+        cached = read_cache(cache)  # None unless the dir and the file are the user's own (see sessions.py)
         try:
-            cached = json.loads(cache.read_text())
-            if cached.get("fingerprint") == fingerprint:
+            if isinstance(cached, dict) and cached.get("fingerprint") == fingerprint:
                 return _rebuild(cached["settings"], section)
-        except (OSError, ValueError, KeyError, AttributeError):
+        except (KeyError, AttributeError):
             pass
 
     from pydantic import ValidationError
@@ -424,17 +447,9 @@ def validate_settings(section: dict[str, Any], path: Path, text: str, environ: M
     except ValidationError as exc:
         raise _validation_error(exc, path, text) from None
     if cache is not None:
-        try:
-            from .sessions import ensure_state_dir
+        from .sessions import write_cache
 
-            ensure_state_dir(cache.parent)
-            tmp = cache.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump({"fingerprint": fingerprint, "settings": _strip_secrets(settings.model_dump())}, f)
-            os.replace(tmp, cache)
-        except OSError:
-            pass
+        write_cache(cache, {"fingerprint": fingerprint, "settings": _strip_secrets(settings.model_dump())})
     return settings
 
 
@@ -476,6 +491,7 @@ def load_config(
 
         presets = registered_backends()
     backends: dict[str, Backend] = {b.name: b for b in presets}
+    url_from: dict[str, tuple[str, ...]] = {}  # backend -> the JSON path its baseUrl came from
     for name, fields, source in _file_backends(data):
         base = backends.get(name)
         if base is None and "kimi" in backends and _is_kimi_provider(name, fields.get("base_url")):
@@ -483,7 +499,11 @@ def load_config(
             # Kimi plugin): it is the Kimi preset (tiers, context window, quirks) under another name.
             base = backends["kimi"].merged(name=name)
         backends[name] = (base or Backend(name=name)).merged(**fields, sources=(f"{cfg_path.name} {source}",))
+        if fields.get("base_url"):
+            url_from[name] = _source_path(source)
     for name, bs in settings.backends.items():
+        if bs.baseUrl:
+            url_from[name] = (*SECTION_PATH, "backends", name, "baseUrl")
         base = backends.get(name, Backend(name=name))
         backends[name] = base.merged(
             base_url=bs.baseUrl,
@@ -508,6 +528,19 @@ def load_config(
                 f"{cfg_path}: backend '{name}' has no base URL: set {SECTION}.backends.{name}.baseUrl"
             )
 
+    for name, b in backends.items():
+        if b.passthrough or not b.base_url:
+            continue
+        problem = backend_url_problem(b.base_url)
+        if problem:
+            where = url_from.get(name)
+            if where is None:  # a plugin's preset
+                raise ConfigError(f"backend '{name}' ({', '.join(b.sources)}): baseUrl {b.base_url!r}: {problem}")
+            line = find_key_line(text, where) if text else None
+            raise ConfigError(
+                f"{cfg_path}{f':{line}' if line else ''}: {_dotted(where)}: {b.base_url!r}: {problem}"
+            )
+
     aliases, alias_names = _aliases(data, backends)
     cfg = Config(
         path=cfg_path,
@@ -524,7 +557,59 @@ def load_config(
         environ=env,
     )
     _check_references(cfg)
+    from .redact import redact
+
+    for secret in cfg.secret_values():  # every printer, logger and the store mask them from now on
+        redact.add(secret)
     return cfg
+
+
+BACKEND_URL_RULE = "a backend URL must be https://HOST[/path], or http:// on loopback (127.0.0.1, ::1, localhost)"
+
+
+def backend_url_problem(url: str) -> str | None:
+    """Why ``url`` may not be a backend's base URL (the key travels with every request), or
+    None. Only the URL's shape is looked at; nothing is resolved or connected to."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError:
+        return f"not a URL; {BACKEND_URL_RULE}"
+    if any(c.isspace() for c in url.strip()) or not host:
+        return f"not a URL with a host; {BACKEND_URL_RULE}"
+    if parts.username or parts.password:
+        return f"credentials in the URL are not allowed (set the key with apiKeyEnv); {BACKEND_URL_RULE}"
+    if parts.query or parts.fragment:
+        return f"no query or fragment (Claude Code appends /v1/messages); {BACKEND_URL_RULE}"
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http":
+        try:
+            if host == "localhost" or ipaddress.ip_address(host).is_loopback:
+                return None
+        except ValueError:
+            pass
+        return f"http is allowed on loopback only: the key would cross the network in clear; {BACKEND_URL_RULE}"
+    return f"scheme {parts.scheme or '(none)'!r} is not allowed; {BACKEND_URL_RULE}"
+
+
+def _source_path(source: str) -> tuple[str, ...]:
+    """``models.providers.glm`` / ``providers[2]`` -> the JSON path of its ``baseUrl``."""
+    m = re.match(r"^providers\[(\d+)\]$", source)
+    if m:
+        return ("providers", m.group(1), "baseUrl")
+    return (*source.split("."), "baseUrl")
+
+
+def _dotted(path: Iterable[str]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out
 
 
 def _check_references(cfg: Config) -> None:

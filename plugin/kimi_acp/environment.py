@@ -85,6 +85,8 @@ def backend_variables(backend: Backend, key: str, model: str | None = None) -> d
     context = (info.context_window if info and info.context_window else None) or backend.context_window
     if context:
         out["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] = str(context)
+        # Compact against the model's real window, not Claude's (Kimi: 262144).
+        out["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(context)
     if backend.max_tokens:  # only when configured: Claude Code's own 32000 suits Kimi
         out["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(backend.max_tokens)
     out["API_TIMEOUT_MS"] = str(max(backend.timeout_ms or 0, MIN_TIMEOUT_MS_DEFAULT))
@@ -102,8 +104,17 @@ def build_child_env(
     model: str | None = None,
     request_env: Mapping[str, str] | None = None,
     plugin_env: Iterable[Mapping[str, str | None]] = (),
+    secret_names: Iterable[str] = (),
+    secret_values: Iterable[str] = (),
 ) -> ChildEnv:
-    """Build the harness environment. ``key`` must be resolved unless ``backend`` is passthrough."""
+    """Build the harness environment. ``key`` must be resolved unless ``backend`` is passthrough.
+
+    Besides :data:`SCRUBBED`, every variable named in ``secret_names`` (the config's
+    :meth:`~kimi_acp.config.Config.secret_names`: the gateway's ``tokenEnv``, every backend's
+    key variables) and every variable whose value is one of ``secret_values`` (inline keys,
+    the gateway token) is removed; the chosen backend's key comes back only as the variable
+    Claude Code reads it from.
+    """
     env = dict(parent)
     unset: list[str] = []
     changed: dict[str, str] = {}
@@ -111,8 +122,10 @@ def build_child_env(
     if not backend.passthrough:
         if key is None:
             raise ValueError("a key is needed for a non-passthrough backend")
-        for name in SCRUBBED:
-            if name in env:
+        values = {v for v in secret_values if v} | {key}
+        doomed = {*SCRUBBED, *secret_names}
+        for name in list(env):
+            if name in doomed or env[name] in values:
                 del env[name]
                 unset.append(name)
         changed.update(backend_variables(backend, key, model))

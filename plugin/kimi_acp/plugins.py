@@ -58,10 +58,9 @@ def entry_points() -> list[tuple[str, str]]:
     the state dir, keyed by the modification times of the ``sys.path`` directories (an
     install or uninstall changes them).
     """
-    import json
     import sys
 
-    from .sessions import ensure_state_dir, state_dir
+    from .sessions import read_cache, state_dir, write_cache
 
     key = []
     for entry in sys.path:
@@ -70,22 +69,16 @@ def entry_points() -> list[tuple[str, str]]:
         except OSError:
             continue
     cache = state_dir() / "entrypoints-cache.json"
+    cached = read_cache(cache)  # None unless the dir and the file are the user's own (see sessions.py)
     try:
-        cached = json.loads(cache.read_text())
-        if cached["key"] == key:
+        if isinstance(cached, dict) and cached["key"] == key:
             return [tuple(ep) for ep in cached["entry_points"]]  # type: ignore[misc]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         pass
     from importlib.metadata import entry_points as _scan
 
     found = sorted({(ep.name, ep.value) for ep in _scan(group=PROJECT)})
-    try:
-        ensure_state_dir(cache.parent)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, "entry_points": found}))
-        os.replace(tmp, cache)
-    except OSError:
-        pass
+    write_cache(cache, {"key": key, "entry_points": found})
     return found
 
 

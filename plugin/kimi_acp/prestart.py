@@ -65,6 +65,14 @@ class Prestarted:
             await self.process.aclose()
         if self.slot_fd is not None and self.slots is not None:
             self.slots.release(self.slot_fd)
+        _forget_override(self.run_id)
+
+
+def _forget_override(run_id: str) -> None:
+    from .harness.override import remove_override
+    from .sessions import state_dir
+
+    remove_override(state_dir(), run_id)
 
 
 async def prestart(request: dict[str, Any], context: dict[str, Any], *, config_path: str | None, pm: Any) -> Prestarted | None:
@@ -115,7 +123,7 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
     harness = settings.harness
     _, perm_env = permission_args(harness.permissionMode, allow_root_bypass=harness.allowRootBypass)
     child = build_child_env(environ, route.backend, key=key, model=route.model, request_env=request.get("env") or {},
-                            plugin_env=[perm_env or None])
+                            plugin_env=[perm_env or None], secret_names=cfg.secret_names(), secret_values=cfg.secret_values())
     argv, _ = build_argv(
         ClaudeCodeHarness(harness).claude(),
         model=route.model,
@@ -128,14 +136,22 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
     cwd = request.get("cwd")
     if cwd and not os.path.isdir(cwd):
         return None
-    caps = cfg.backend_caps()
     from .sessions import state_dir
 
+    caps = cfg.backend_caps()
     slots = ProcessSlots(Path(state_dir()) / "slots", caps, settings.limits.backendMaxConcurrent)
     slot_fd = slots.try_acquire(route.name)
     if slot_fd is None:  # the backend is busy in another process: queue the normal way
         return None
     run_id = str(uuid.uuid4())
+    if not route.backend.passthrough:  # the same --settings override as the Spawner's (harness/override.py)
+        from .harness.override import apply_override
+
+        try:
+            argv = apply_override(argv, child.env, child.set, state_dir(), run_id)
+        except BaseException:
+            slots.release(slot_fd)
+            raise
     try:
         process = await anyio.open_process(
             argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, env={**child.env, RUN_ID_ENV: run_id}, cwd=cwd,
@@ -143,6 +159,7 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
         )
     except BaseException:
         slots.release(slot_fd)
+        _forget_override(run_id)
         raise
     return Prestarted(run_id=run_id, argv=argv, env=child.env, cwd=cwd, process=process, slot_fd=slot_fd, slots=slots)
 

@@ -48,6 +48,7 @@ class RunResult:
     sessionId: str | None = None
     numTurns: int | None = None
     exitCode: int | None = None
+    claudeCodeVersion: str | None = None  # the Claude Code that ran it (its system/init event)
     task: str = ""
     label: str | None = None
     requesterSessionKey: str | None = None

@@ -78,6 +78,24 @@ class GatewayReportSettings(_Strict):
     tokenEnv: str = Field("OPENCLAW_HOOKS_TOKEN", description="Variable holding the hooks token.")
     deliver: bool = Field(True, description="Ask the gateway to deliver the parent's reply to its channel.")
 
+    @field_validator("path")
+    @classmethod
+    def _a_path(cls, v: str) -> str:
+        import re
+
+        if (
+            not v.startswith("/")
+            or v.startswith("//")
+            or "://" in v
+            or re.search(r"[?#\\\s\x00-\x1f\x7f]", v)
+            or ".." in v.split("/")
+        ):
+            raise ValueError(
+                f"{v!r} is not a path: it must start with one '/', with no scheme, host, query, fragment, "
+                "'..' or whitespace (e.g. /hooks/agent); set the gateway's address in report.gateway.url"
+            )
+        return v
+
     @field_validator("url")
     @classmethod
     def _loopback_or_https(cls, v: str | None) -> str | None:

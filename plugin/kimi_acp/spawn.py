@@ -122,6 +122,7 @@ class Spawner:
         self._reporter: GatewayReporter | None = None
         self._outbox_wakeup: anyio.Event | None = None
         self._harness: Any = None
+        self._overridden: set[str] = set()  # runs started with the --settings override (harness/override.py)
         self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -308,12 +309,19 @@ class Spawner:
             key = None if route.backend.passthrough else route.backend.resolve_key(self.environ)
             routed = req.model_copy(update={"model": route.model})
             plugin_env = self.pm.hook.kimi_acp_spawn_env(request=routed, backend=route.backend)
-            child = build_child_env(self.environ, route.backend, key=key, model=route.model, request_env=req.env, plugin_env=plugin_env)
+            child = build_child_env(self.environ, route.backend, key=key, model=route.model, request_env=req.env, plugin_env=plugin_env,
+                                    secret_names=self.config.secret_names(), secret_values=self.config.secret_values())
             argv = self.pm.hook.kimi_acp_harness_command(request=routed, backend=route.backend)
             if not argv:
                 raise KimiAcpError("no harness answered kimi_acp_harness_command")
             if req.cwd and not os.path.isdir(req.cwd):
                 return fail("cwd_resolution_failed", f"cwd '{req.cwd}' is not a directory")
+            if not route.backend.passthrough and self._runs_claude(argv):
+                # Claude Code's settings files must not redirect the run: see harness/override.py.
+                from .harness.override import apply_override
+
+                argv = apply_override(argv, child.env, child.set, self.store.state_dir, run_id)
+                self._overridden.add(run_id)  # and its system/init must name the model set (see _run)
         except SpawnBlocked as exc:
             return fail("runtime_policy", f"blocked by a kimi_acp_before_spawn hook: {exc}", status="forbidden")
         except UnknownNameError as exc:
@@ -323,6 +331,8 @@ class Spawner:
             return fail("spawn_failed", str(exc))
         except KimiAcpError as exc:
             return fail("spawn_failed", str(exc))
+        except OSError as exc:
+            return fail("spawn_failed", f"cannot write Claude Code's settings override in {self.store.state_dir}: {exc}")
         if key:
             redact.add(key)  # every printer, logger and the store mask it from now on
         self.store.create_run(rec)
@@ -336,6 +346,14 @@ class Spawner:
             backend=route.name,
         )
         return {"record": rec, "spec": spec, "route": route, "request": req}
+
+    def _runs_claude(self, argv: list[str]) -> bool:
+        """True when ``argv`` starts Claude Code: the built-in harness answered (it is the only
+        implementation), or a plugin's command runs a binary named ``claude``."""
+        from .harness.override import is_claude_argv
+
+        impls = self.pm.hook.kimi_acp_harness_command.get_hookimpls()
+        return all(impl.plugin is self._harness for impl in impls) or is_claude_argv(argv)
 
     def _default_target(self) -> str:
         from .routing import default_target
@@ -351,7 +369,8 @@ class Spawner:
         else:  # a refused key is reported with the backend's name and the variable to fix
             names = [] if route.backend.passthrough else route.backend.key_variables()
             fallback = "ANTHROPIC_API_KEY" if route.backend.passthrough else f"the apiKey of backend '{route.name}'"
-            state = StreamState(backend=route.name, key_env=names[0] if names else fallback)
+            state = StreamState(backend=route.name, key_env=names[0] if names else fallback,
+                                expected_model=route.model if rec.run_id in self._overridden else None)
         if self._closing:
             self._finish(rec, req, "cancelled", error="the spawner shut down before the run started", exit_code=None, state=state)
             return
@@ -366,6 +385,9 @@ class Spawner:
         def on_line(line: str) -> str | None:
             store.append_transcript(rec.run_id, line)
             event = state.feed(line)
+            if state.claude_code_version and rec.claude_code_version is None:
+                rec.claude_code_version = state.claude_code_version
+                store.update_run(rec.run_id, claude_code_version=rec.claude_code_version)
             if event is not None:
                 hook.kimi_acp_run_event(run=rec, event=event)
             return state.fatal
@@ -442,6 +464,10 @@ class Spawner:
             outbox=entries,
         )
         self.store.close_transcript(rec.run_id)
+        from .harness.override import remove_override
+
+        remove_override(self.store.state_dir, rec.run_id)  # the run's --settings file holds its key
+        self._overridden.discard(rec.run_id)
         if req.cleanup == "delete":
             self.store.transcript_path(rec.run_id).unlink(missing_ok=True)
         rec.status = status
@@ -531,6 +557,7 @@ def result_from_record(rec: Any, store: Any) -> RunResult:
         sessionId=rec.claude_session_id,
         numTurns=rec.num_turns,
         exitCode=rec.exit_code,
+        claudeCodeVersion=rec.claude_code_version,
         task=rec.task,
         label=rec.label,
         requesterSessionKey=rec.requester_session_key,
@@ -559,7 +586,12 @@ def recover_runs(store: Any, settings: Any = None) -> list[Any]:
         except KimiAcpError:  # an unreadable config or a refused gateway URL: mark lost, report nothing
             return []
 
-    return store.recover(kill=lambda rec: kill_run_processes(rec.run_id, rec.pgid), outbox_for=outbox_for)
+    from .harness.override import remove_override
+
+    lost = store.recover(kill=lambda rec: kill_run_processes(rec.run_id, rec.pgid), outbox_for=outbox_for)
+    for rec in lost:
+        remove_override(store.state_dir, rec.run_id)
+    return lost
 
 
 async def wait_in_store(store: Any, run_id: str, poll: float = 0.2) -> RunResult:

@@ -127,6 +127,7 @@ class RunRecord:
     num_turns: int | None = None
     cancel_requested: bool = False
     expects_completion: bool = True
+    claude_code_version: str | None = None  # from the run's system/init event
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (for ``--json`` output and reports)."""

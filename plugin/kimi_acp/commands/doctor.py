@@ -24,6 +24,66 @@ class Check:
     detail: str
     fix: str | None = None
     skipped: bool = False
+    warning: bool = False  # passes, but the user should know (printed with "!")
+
+
+def state_checks() -> list[Check]:
+    """The state dir must be safe (yours, not group/other-writable); nothing to check before it exists."""
+    from ..errors import ConfigError
+    from ..sessions import ensure_state_dir, state_dir
+
+    path = state_dir()
+    if not path.is_dir():
+        return []
+    try:
+        ensure_state_dir(path)
+    except ConfigError as exc:
+        return [Check("state", False, str(exc).split(": fix: ")[0], str(exc).split(": fix: ")[-1])]
+    return [Check("state", True, f"{path} (yours, 0700)" if (path.stat().st_mode & 0o077) == 0 else f"{path} (yours)")]
+
+
+def settings_checks(backend: Any, cwd: str | None) -> list[Check]:
+    """A warning per Claude Code settings file that sets ANTHROPIC_*, CLAUDE_CODE_* model or
+    auth variables or apiKeyHelper, naming the file and what kimi-acp does about it."""
+    from ..harness.override import scan_settings
+
+    out = []
+    for layer in scan_settings(cwd or os.getcwd(), os.environ):
+        where = f"{layer['file']} ({layer['layer']} settings)"
+        if layer.get("error"):
+            out.append(Check("settings", True, f"{where}: {layer['error']}", warning=True))
+            continue
+        sets = ", ".join(layer["sets"])  # type: ignore[arg-type]
+        if backend.passthrough:
+            out.append(Check("settings", True, f"{where} sets {sets}: applies to passthrough runs", warning=True))
+        elif layer["outranks"]:
+            out.append(Check("settings", False, f"{where} sets {sets}: managed settings outrank kimi-acp's --settings, "
+                             "so runs may go elsewhere (a run whose model changes fails)",
+                             f"remove those keys from {layer['file']} or use the passthrough backend"))
+        else:
+            out.append(Check("settings", True, f"{where} sets {sets}: overridden for kimi-acp runs by their --settings file",
+                             "nothing to do for kimi-acp; plain `claude` runs still use them (a provider switcher's block?)",
+                             warning=True))
+    return out
+
+
+def _error_summary(resp: Any, key: str) -> str:
+    """What an error answer says, without its raw body (which may echo the key, whole, in
+    part or encoded): the Anthropic error type and message, masked; otherwise its size."""
+    from ..redact import Redactor
+
+    clean = Redactor([key])
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        kind = error.get("type") if isinstance(error.get("type"), str) else "error"
+        message = error.get("message") if isinstance(error.get("message"), str) else ""
+        return clean(redact(f"{kind}: {message[:200]}" if message else kind))
+    size = len(resp.content)
+    return f"a {resp.headers.get('content-type') or 'non-JSON'} body of {size} bytes (not shown: it may echo the key)"
 
 
 def probe(backend: Any, key: str, model: str | None, *, timeout: float = 30.0, transport: Any = None) -> Check:
@@ -74,7 +134,7 @@ def probe(backend: Any, key: str, model: str | None, *, timeout: float = 30.0, t
                                      "the base URL answers, but not as an Anthropic Messages API")
                     return Check("probe", True, f"{url}: 200, streaming (model {body['model']})")
                 resp.read()
-                text = redact(resp.text[:300])
+                text = _error_summary(resp, key)
     except httpx.TimeoutException:
         return Check("probe", False, f"{url}: no answer within {timeout:g} s",
                      "the backend is slow or unreachable; Kimi turns can take minutes, so keep API timeouts at 120 s or more")
@@ -129,14 +189,17 @@ def run(args: Any) -> int:
             checks.append(probe(route.backend, key, route.model, timeout=args.timeout))
         else:
             checks.append(Check("probe", False, "skipped: no key", skipped=True))
+    checks.extend(state_checks())
+    if route is not None:
+        checks.extend(settings_checks(route.backend, getattr(args, "cwd", None)))
     ok = all(c.ok for c in checks)
     if args.json:
         print_json({"ok": ok, "checks": [asdict(c) for c in checks]})
     else:
         for c in checks:
-            mark = "-" if c.skipped else ("✓" if c.ok else "✗")
+            mark = "-" if c.skipped else ("!" if c.warning else ("✓" if c.ok else "✗"))
             print(f"{mark} {c.name:8} {c.detail}")
-            if c.fix and not c.ok:
-                print(f"  {'':8} fix: {c.fix}")
+            if c.fix and (not c.ok or c.warning):
+                print(f"  {'':8} {'note' if c.warning else 'fix'}: {c.fix}")
         print("all checks passed" if ok else "some checks failed")
     return 0 if ok else 1

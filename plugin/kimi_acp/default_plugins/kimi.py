@@ -1,4 +1,5 @@
-"""The Kimi backend preset: Kimi K2.5 through Kimi's Anthropic-compatible endpoint.
+"""The Kimi backend preset: Kimi K2.5 (default), K2.6 and K2.7 Code through Kimi's
+Anthropic-compatible endpoint.
 
 Works with only ``KIMI_API_KEY`` set and no provider in ``openclaw.json``.
 """
@@ -17,7 +18,12 @@ PRESET = Backend(
     base_url=KIMI_BASE_URL,
     api_key_env=("KIMI_API_KEY", "KIMICODE_API_KEY"),
     model=KIMI_MODEL,
-    models=(ModelInfo(id=KIMI_MODEL, name="Kimi K2.5", context_window=KIMI_CONTEXT, max_tokens=32_768),),
+    # kimi-k2.5 stays the default; the newer Kimi Code models are served on the same /coding endpoint.
+    models=(
+        ModelInfo(id=KIMI_MODEL, name="Kimi K2.5", context_window=KIMI_CONTEXT, max_tokens=32_768),
+        ModelInfo(id="kimi-k2.6", name="Kimi K2.6", context_window=KIMI_CONTEXT),
+        ModelInfo(id="kimi-k2.7-code", name="Kimi K2.7 Code", context_window=KIMI_CONTEXT),
+    ),
     context_window=KIMI_CONTEXT,
     timeout_ms=600_000,
     auth_header="x-api-key",

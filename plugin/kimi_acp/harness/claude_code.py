@@ -326,6 +326,28 @@ def _fatal_message(status: int, backend: str, key_env: str, detail: str | None) 
     return msg
 
 
+CLAUDE_MODEL_ALIASES = frozenset({"default", "best", "sonnet", "opus", "haiku", "opusplan", "sonnet[1m]", "opus[1m]"})
+"""Claude Code's own model aliases: it resolves them itself, so its init event shows another name."""
+
+
+def model_matches(got: str, expected: str | None) -> bool:
+    """Whether the model a run's ``system``/``init`` names is the one kimi-acp set. Nothing set,
+    or a Claude Code alias set, matches anything; ``[1m]``-style suffixes are ignored."""
+    if not expected or expected.lower() in CLAUDE_MODEL_ALIASES:
+        return True
+    return got == expected or got.split("[", 1)[0] == expected.split("[", 1)[0]
+
+
+def model_mismatch_message(got: str, expected: str, backend: str) -> str:
+    """The error of a run whose ``system``/``init`` names another model than kimi-acp set."""
+    return (
+        f"Claude Code was about to use model '{got}', not '{expected}' as kimi-acp set for backend '{backend}'; "
+        "kimi-acp stopped the run. Something outranks kimi-acp's settings: managed settings "
+        "(/etc/claude-code/managed-settings.json), or a --model/--settings in harness.args. "
+        "Run `kimi-acp doctor` to see the settings files that set a model"
+    )
+
+
 class StreamState:
     """Everything the supervisor, the progress display and the ACP door need from a run's
     stdout. Feed it every line, in order, with :meth:`feed`.
@@ -335,9 +357,10 @@ class StreamState:
     run then rather than wait out Claude Code's ten retries (about three minutes).
     """
 
-    def __init__(self, *, backend: str = "kimi", key_env: str = "KIMI_API_KEY") -> None:
+    def __init__(self, *, backend: str = "kimi", key_env: str = "KIMI_API_KEY", expected_model: str | None = None) -> None:
         self.backend = backend
         self.key_env = key_env
+        self.expected_model = expected_model
         self.session_id: str | None = None
         self.model: str | None = None
         self.cwd: str | None = None
@@ -401,6 +424,8 @@ class StreamState:
             self.model = event.model or self.model
             self.cwd = event.cwd
             self.claude_code_version = event.claude_code_version
+            if self.fatal is None and event.model and not model_matches(event.model, self.expected_model):
+                self.fatal = model_mismatch_message(event.model, self.expected_model or "", self.backend)
         elif isinstance(event, AssistantEvent):
             self._on_assistant(event)
         elif isinstance(event, ApiRetry):

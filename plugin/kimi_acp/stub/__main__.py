@@ -1,4 +1,4 @@
-"""``python -m kimi_acp.stub [--port N] [--host H] [--scenario S] [--key K | --no-key]``"""
+"""``python -m kimi_acp.stub [--port N] [--host H] [--scenario S] [--key K | --key-env VAR | --no-key]``"""
 
 from __future__ import annotations
 
@@ -19,9 +19,15 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("KIMI_STUB_KEY", DEFAULT_KEY),
         help="the x-api-key to accept (default: $KIMI_STUB_KEY or the built-in test key)",
     )
+    p.add_argument("--key-env", metavar="VAR", help="read the key to accept from this environment variable")
     p.add_argument("--no-key", action="store_true", help="accept any key")
     args = p.parse_args(argv)
-    return serve(port=args.port, key=None if args.no_key else args.key, scenario=args.scenario, host=args.host)
+    key = args.key
+    if args.key_env:
+        key = os.environ.get(args.key_env) or ""
+        if not key:
+            p.error(f"--key-env {args.key_env}: that variable is not set or empty")
+    return serve(port=args.port, key=None if args.no_key else key, scenario=args.scenario, host=args.host)
 
 
 if __name__ == "__main__":

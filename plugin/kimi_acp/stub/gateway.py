@@ -30,6 +30,7 @@ class GatewayStub:
         self.deliveries: list[Delivery] = []
         self.failures = 0
         self.fail_next = 0  # answer the next N requests with 503
+        self.echo_next = 0  # answer the next N requests with 500 and a body echoing their Authorization header
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -63,6 +64,13 @@ class GatewayStub:
                     return self._answer(404, {"ok": False, "error": "not found"})
                 if stub.token and self.headers.get("authorization") != f"Bearer {stub.token}":
                     return self._answer(401, {"ok": False, "error": "unauthorized"})
+                with stub._lock:
+                    echo = stub.echo_next > 0
+                    if echo:
+                        stub.echo_next -= 1
+                        stub.failures += 1
+                if echo:  # a misbehaving gateway (or a proxy) that echoes the credentials it got
+                    return self._answer(500, {"ok": False, "error": f"internal error for {self.headers.get('authorization')}"})
                 with stub._lock:
                     if stub.fail_next > 0:
                         stub.fail_next -= 1
