@@ -99,14 +99,20 @@ def test_install_global_keeps_comments_and_adds_everything(cfg_path: Path, ext_d
     for c in COMMENTS:
         assert c in text
     d = data(cfg_path)  # still JSON5
-    assert d["models"]["providers"]["kimi"] == {
+    assert d["models"]["providers"]["kimi-code"] == {
         "baseUrl": "https://api.kimi.com/coding",
         "apiKey": "${KIMI_API_KEY}",
         "api": "anthropic-messages",
         "models": [{"id": "kimi-k2.5", "name": "Kimi K2.5", "contextWindow": 262144, "maxTokens": 32768}],
     }
     assert d["models"]["providers"]["openai"]["models"] == [{"id": "gpt-5", "name": "GPT-5"}]
-    assert d["agents"]["defaults"] == {"model": "openai/gpt-5", "models": {"kimi/kimi-k2.5": {"alias": "Kimi K2.5"}}}
+    assert d["agents"]["defaults"] == {"model": "openai/gpt-5", "models": {"kimi-code/kimi-k2.5": {"alias": "Kimi K2.5"}}}
+    # the ACP target agent, served by kimi-acp's runtime backend; the implicit main agent kept
+    assert d["agents"]["entries"] == {"main": {}, "kimi-acp": {"runtime": {"type": "acp", "acp": {"agent": "kimi-acp", "backend": "kimi-acp"}}}}
+    assert d["agents"]["ownership"] == "explicit"
+    # KIMI_API_KEY in the gateway env would make it install OpenClaw's own Kimi/Moonshot plugins
+    assert d["plugins"]["entries"]["kimi"] == {"enabled": False}
+    assert d["plugins"]["entries"]["moonshot"] == {"enabled": False}
     acpx = d["plugins"]["entries"]["acpx"]
     assert acpx["enabled"] is True and acpx["config"]["permissionMode"] == "approve-all"
     command = acpx["config"]["agents"]["kimi-acp"]["command"]
@@ -114,7 +120,9 @@ def test_install_global_keeps_comments_and_adds_everything(cfg_path: Path, ext_d
     assert sub == "acp" and os.path.isabs(exe) and os.access(exe, os.X_OK), command
     assert d["plugins"]["load"]["paths"] == [str(ext_dir)]
     assert d["plugins"]["entries"]["kimi-acp"] == {"enabled": True, "config": {"defaultBackend": "kimi"}}
-    assert d["acp"] == {"defaultAgent": "kimi-acp"}  # no allowedAgents list created: empty allows all
+    # the user has acpx: it stays the gateway's ACP backend (no acp.backend), the alias is a second door;
+    # no allowedAgents list created: empty allows all
+    assert d["acp"] == {"defaultAgent": "kimi-acp"}
     # the extension's bridge runs this very kimi-acp
     assert json.loads((ext_dir / "bridge.json").read_text()) == {"command": [exe]}
 
@@ -131,15 +139,15 @@ def test_install_global_keeps_comments_and_adds_everything(cfg_path: Path, ext_d
     assert stat.S_IMODE(bak.stat().st_mode) == 0o640 == stat.S_IMODE(cfg_path.stat().st_mode)
     assert f"backup: {bak}" in out
     assert "export KIMI_API_KEY" in out and "gateway restart" in out
-    assert "added models.providers.kimi" in out
+    assert "added models.providers.kimi-code" in out
 
 
 def test_new_keys_follow_the_file_style(cfg_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     install(capsys, "--agent", "coder")
     text = cfg_path.read_text()
     # unquoted keys and trailing commas, as in the file; indentation of the siblings
-    assert "\n      kimi: {\n        baseUrl: " in text
-    assert '"kimi/kimi-k2.5": { alias: "Kimi K2.5" }' in text  # into an inline object: inline
+    assert '\n      "kimi-code": {\n        baseUrl: ' in text
+    assert '"kimi-code/kimi-k2.5": { alias: "Kimi K2.5" }' in text  # into an inline object: inline
     assert "        ],\n      },\n    },\n  },\n" in text
 
 
@@ -163,7 +171,7 @@ def test_dry_run_writes_nothing_and_prints_a_diff(cfg_path: Path, ext_dir: Path,
     assert not (ext_dir / "bridge.json").exists()
     assert not (Path(os.environ["KIMI_ACP_STATE_DIR"]) / "install.json").exists()
     assert f"--- {cfg_path}\n+++ {cfg_path}\n@@ " in out
-    assert '+      kimi: {\n' in out
+    assert '+      "kimi-code": {\n' in out
     assert '+    defaultAgent: "kimi-acp",\n' in out
     assert "nothing written" in out
 
@@ -180,7 +188,7 @@ def test_uninstall_restores_the_original(cfg_path: Path, ext_dir: Path, capsys: 
     assert not (ext_dir / "bridge.json").exists()
     assert not (Path(os.environ["KIMI_ACP_STATE_DIR"]) / "install.json").exists()
     assert len(backups(cfg_path)) == 2  # one per write
-    assert "removed models.providers.kimi" in out
+    assert "removed models.providers.kimi-code" in out
     # and once more: nothing recorded, nothing to do
     code, out = install(capsys, "--uninstall")
     assert code == 0 and "nothing to change" in out and cfg_path.read_text() == ORIGINAL
@@ -197,7 +205,7 @@ def test_uninstall_keeps_what_the_user_added_since(cfg_path: Path, capsys: pytes
     install(capsys, "--uninstall")
     d = data(cfg_path)
     assert d["plugins"]["entries"]["acpx"]["config"] == {"permissionMode": "approve-all", "agents": {"mine": {"command": "my-acp"}}}
-    assert "kimi" not in d["models"]["providers"]
+    assert "kimi-code" not in d["models"]["providers"]
     assert "kimi-acp" not in d["plugins"]["entries"]
     assert "load" not in d["plugins"]
 
@@ -215,7 +223,8 @@ def test_settings_it_changed_are_restored(tmp_path: Path, ext_dir: Path, capsys:
     code, out = install(capsys, "--global", "--backend", "anthropic", "--config", str(p))
     assert code == 0, out
     d = data(p)
-    assert d["acp"] == {"defaultAgent": "kimi-acp", "allowedAgents": ["claude", "kimi-acp"]}  # appended to a list in use
+    # appended to a list in use; no acpx here, so kimi-acp is the gateway's ACP backend
+    assert d["acp"] == {"defaultAgent": "kimi-acp", "allowedAgents": ["claude", "kimi-acp"], "backend": "kimi-acp"}
     assert d["plugins"]["allow"] == ["acpx", "kimi-acp"]
     assert d["plugins"]["load"]["paths"] == [str(ext_dir)]
     assert d["plugins"]["entries"]["kimi-acp"] == {"enabled": True, "config": {"defaultBackend": "anthropic"}}
@@ -242,7 +251,7 @@ def test_a_missing_file_is_created(tmp_path: Path, ext_dir: Path, capsys: pytest
     code, out = install(capsys, "--global")
     assert code == 0, out
     d = json.loads(p.read_text())  # created as plain JSON
-    assert d["acp"]["defaultAgent"] == "kimi-acp" and "kimi" in d["models"]["providers"]
+    assert d["acp"]["defaultAgent"] == "kimi-acp" and "kimi-code" in d["models"]["providers"]
     assert stat.S_IMODE(p.stat().st_mode) == 0o600
     assert backups(p) == []
     assert load_config(p).settings.defaultBackend == "kimi"
@@ -308,3 +317,96 @@ def test_hook_blocks_what_it_cannot_route(cfg_path: Path, capsys: pytest.Capture
     cfg_path.write_text("{ plugins: ")
     answer = hook(capsys, monkeypatch, spawn("coder"))
     assert answer["block"] is True and "JSON5 syntax error" in answer["blockReason"]
+
+
+# --------------------------------------------------------------------------- the ACP runtime backend path
+
+PLAIN = """\
+{
+  // a fresh OpenClaw: one chat model, two agents, no acpx
+  agents: {
+    ownership: "explicit",
+    defaults: { model: "openai/gpt-5" },
+    entries: { main: {}, coder: {} },
+  },
+}
+"""
+
+
+def test_without_acpx_kimi_acp_is_the_gateways_acp_backend(tmp_path: Path, ext_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "openclaw.json"
+    p.write_text(PLAIN)
+    code, out = install(capsys, "--agent", "coder", "--config", str(p))
+    assert code == 0, out
+    d = data(p)
+    assert d["acp"] == {"backend": "kimi-acp"}
+    assert "acpx" not in d["plugins"]["entries"]  # nothing that makes the gateway look for acpx on npm
+    assert d["agents"]["entries"] == {
+        "main": {}, "coder": {}, "kimi-acp": {"runtime": {"type": "acp", "acp": {"agent": "kimi-acp", "backend": "kimi-acp"}}},
+    }
+    assert d["agents"]["ownership"] == "explicit"
+    assert "// a fresh OpenClaw: one chat model, two agents, no acpx" in p.read_text()
+    # twice: nothing to change; uninstall: exactly the original
+    assert "already installed" in install(capsys, "--agent", "coder", "--config", str(p))[1]
+    install(capsys, "--uninstall", "--config", str(p))
+    assert p.read_text() == PLAIN
+
+
+def test_an_older_installs_acpx_alias_is_removed(tmp_path: Path, ext_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An install of kimi-acp 0.1 wrote plugins.entries.acpx (acpx is ClawHub-only): reinstalling drops it."""
+    p = tmp_path / "openclaw.json"
+    p.write_text(PLAIN)
+    state = Path(os.environ["KIMI_ACP_STATE_DIR"])
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    old = PLAIN.replace("  agents: {", '  plugins: { entries: { acpx: { config: { agents: { "kimi-acp": { command: "/old/kimi-acp acp" } } } } } },\n  agents: {')
+    p.write_text(old)
+    record = {"version": 1, "configs": {str(p): {"created": [["plugins"]], "containers": [], "appended": [], "replaced": [], "files": []}}}
+    (state / "install.json").write_text(json.dumps(record))
+    (state / "install.json").chmod(0o600)
+    code, out = install(capsys, "--agent", "coder", "--config", str(p))
+    assert code == 0, out
+    assert "acpx" not in data(p)["plugins"]["entries"]
+    assert "removed plugins.entries.acpx" in out
+
+
+def test_the_seed_kimi_provider_is_kept_and_not_doubled(tmp_path: Path, ext_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "openclaw.json"
+    seed = {"models": {"providers": {"kimi": {"baseUrl": "https://api.kimi.com/coding", "apiKey": "${KIMI_API_KEY}", "api": "anthropic-messages"}}}}
+    p.write_text(json.dumps(seed, indent=2))
+    code, out = install(capsys, "--global", "--config", str(p))
+    assert code == 0, out
+    d = data(p)
+    assert list(d["models"]["providers"]) == ["kimi"]  # one Kimi provider, the user's
+    assert "kimi-code/kimi-k2.5" not in (d.get("agents", {}).get("defaults", {}).get("models") or {})
+    assert "kept your models.providers.kimi" in out and "rename it to kimi-code" in out
+
+
+def test_a_configured_openclaw_kimi_plugin_is_left_alone(tmp_path: Path, ext_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "openclaw.json"
+    p.write_text(json.dumps({"plugins": {"entries": {"kimi": {"enabled": True}}}}))
+    assert install(capsys, "--global", "--config", str(p))[0] == 0
+    d = data(p)
+    assert d["plugins"]["entries"]["kimi"] == {"enabled": True}
+    assert d["plugins"]["entries"]["moonshot"] == {"enabled": False}
+
+
+def test_the_provider_kimi_code_is_the_kimi_preset(cfg_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    install(capsys, "--agent", "coder")
+    cfg = load_config(cfg_path)
+    kimi, code = cfg.backends["kimi"], cfg.backends["kimi-code"]
+    assert code.base_url == kimi.base_url and code.model == "kimi-k2.5"
+    assert code.context_window == kimi.context_window and code.haiku_model == kimi.haiku_model
+    # `/model kimi-code/kimi-k2.5` in a chat routes that session's spawns
+    route = resolve(cfg, requester_agent="writer", target="claude", session_model="kimi-code/kimi-k2.5")
+    assert (route.name, route.model, route.rule) == ("kimi-code", "kimi-k2.5", "session")
+
+
+def test_hook_with_the_backend_sends_passthrough_to_kimi_acp_too(cfg_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """With kimi-acp's runtime backend registered, every Claude Code spawn goes to it: the
+    router picks the env (passthrough = the gateway's own credentials)."""
+    install(capsys, "--agent", "coder")
+    served = {**spawn("writer"), "backend": True}
+    assert hook(capsys, monkeypatch, served) == {"params": {"runtime": "acp", "task": "x", "agentId": "kimi-acp", "model": "passthrough"}}
+    assert hook(capsys, monkeypatch, {**spawn("coder"), "backend": True})["params"]["model"] == "kimi/kimi-k2.5"
+    # other harnesses stay where they are (acpx, if the user has it)
+    assert hook(capsys, monkeypatch, {**spawn("coder", {"agentId": "codex"}), "backend": True}) == {}

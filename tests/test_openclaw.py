@@ -106,7 +106,7 @@ def ext(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the shipped extension folder (install writes bridge.json into it)."""
     d = tmp_path_factory.mktemp("ext") / "kimi-acp"
     shutil.copytree(openclaw_ext.extension_dir(), d, ignore=shutil.ignore_patterns("bridge.json", "__pycache__", "*.py"))
-    assert sorted(p.name for p in d.iterdir()) == ["index.js", "openclaw.plugin.json", "package.json"]
+    assert sorted(p.name for p in d.iterdir()) == ["acp-client.js", "index.js", "openclaw.plugin.json", "package.json", "runtime.js"]
     return d
 
 
@@ -175,7 +175,12 @@ def test_the_configs_are_what_install_promises(runs: dict[str, dict], ext: Path)
     a = runs["agent"]["text"]
     assert "// OpenClaw wants this with two or more agents" in a
     d = pyjson5.decode(a)
-    assert d["agents"]["entries"] == {"coder": {"name": "Coder"}, "writer": {"name": "Writer"}}  # roster untouched
+    # the roster as it was, plus the ACP target agent served by kimi-acp's runtime backend
+    assert d["agents"]["entries"] == {
+        "coder": {"name": "Coder"}, "writer": {"name": "Writer"},
+        "kimi-acp": {"runtime": {"type": "acp", "acp": {"agent": "kimi-acp", "backend": "kimi-acp"}}},
+    }
+    assert d["acp"]["backend"] == "kimi-acp" and "acpx" not in d["plugins"]["entries"]
     assert d["plugins"]["entries"]["kimi-acp"] == {"enabled": True, "config": {"agents": {"coder": {"backend": "kimi"}}}}
     assert runs["uninstall"]["text"] == BASE
 

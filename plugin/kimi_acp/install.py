@@ -658,12 +658,13 @@ def plan_install(path: Path, opts: Options, record: Record) -> Outcome:
     # second door; without it, kimi-acp is the gateway's ACP backend.
     acpx = ("plugins", "entries", "acpx")
     alias_path = (*acpx, "config", "agents", ACP_ALIAS)
-    user_acpx = doc.has(acpx) and acpx not in rec.created and acpx not in rec.containers
+    ours = rec.owns(acpx) or acpx in rec.containers
+    user_acpx = doc.has(acpx) and not ours
     if user_acpx:
         acp_cmd = " ".join(shlex.quote(a) for a in [*cmd, "acp"])
         ensure(alias_path, {"command": acp_cmd}, overwrite=True)
     else:
-        if doc.has(acpx) and (acpx in rec.created or acpx in rec.containers):
+        if doc.has(acpx) and ours:
             # an older kimi-acp install wrote it; it only makes the gateway look for acpx on npm
             doc.remove_key(acpx)
             rec.created = [c for c in rec.created if c[: len(acpx)] != acpx]
