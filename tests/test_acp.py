@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import os
 import time
 from collections.abc import AsyncIterator
@@ -464,3 +465,20 @@ async def test_load_session_in_a_new_process_keeps_history(rig: Rig) -> None:
     posts = rig.stub.messages_requests()
     assert len(posts[-1].body["messages"]) > len(posts[n_first - 1].body["messages"])
     assert "remember me" in json.dumps(posts[-1].body["messages"])
+
+
+def test_the_server_never_dies_of_its_input(tmp_path: Path) -> None:
+    """JSON-RPC 2.0: non-object JSON and batches get -32600, unparsable lines -32700; the
+    server stays up and answers the next request."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "KIMI_ACP_STATE_DIR": str(tmp_path / "state"),
+           "OPENCLAW_CONFIG_PATH": str(tmp_path / "openclaw.json"), "KIMI_ACP_DISABLE_ENTRYPOINTS": "1"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": 1}}
+    bad = ["[1,2,3]", "42", '"x"', "null", "{not json", '[{"jsonrpc":"2.0","id":7,"method":"initialize"}]', '{"jsonrpc":"2.0"}', '{"method": 5, "id": 3}']
+    lines = [json.dumps(init), *bad, json.dumps({**init, "id": 2})]
+    proc = subprocess.run([KIMI_ACP, "acp"], input="\n".join(lines) + "\n", env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    replies = [json.loads(line) for line in proc.stdout.splitlines()]
+    codes = [r["error"]["code"] for r in replies if "error" in r]
+    assert codes == [-32600, -32600, -32600, -32600, -32700, -32600, -32600, -32600], replies
+    assert [r["id"] for r in replies if "result" in r] == [1, 2]  # still serving after all of it
+    assert "Traceback" not in proc.stderr

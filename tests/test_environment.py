@@ -333,3 +333,14 @@ def test_a_newer_kimi_model_as_the_backend_model_by_config(clean_env, model):
     # and as a bare ref in a spawn request, on the default config
     backend, chosen = resolve_ref(cfg, "kimi-k2.6")
     assert backend.name == "kimi" and chosen == "kimi-k2.6"
+
+
+@pytest.mark.parametrize("name", ["ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "KIMI_API_KEY", "CLAUDE_CONFIG_DIR"])
+def test_a_request_env_cannot_point_the_key_elsewhere(name: str) -> None:
+    """The spawn's env (OpenClaw's ensureSession env, an agent's words) must not redirect a Kimi run."""
+    from kimi_acp.errors import KimiAcpError
+
+    with pytest.raises(KimiAcpError, match=f"sets {name}, which backend 'kimi' owns"):
+        build_child_env(PARENT, KIMI, key=KEY, request_env={name: "http://127.0.0.1:9/elsewhere"})
+    # passthrough injects nothing and owns nothing: the request's env is the request's
+    assert build_child_env(PARENT, PASSTHROUGH_BACKEND, key=None, request_env={name: "x"}).env[name] == "x"

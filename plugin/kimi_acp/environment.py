@@ -62,6 +62,15 @@ class ChildEnv:
         return mask_env(self.set)
 
 
+REQUEST_FORBIDDEN = frozenset({
+    "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_CUSTOM_HEADERS",
+    "ANTHROPIC_BEDROCK_BASE_URL", "ANTHROPIC_VERTEX_BASE_URL", "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY", "CLAUDE_CONFIG_DIR",
+})
+"""What a spawn request's ``env`` may not set on a non-passthrough route: where the requests
+and the key go. (Model variables such as ``ANTHROPIC_MODEL`` stay the request's to choose.)"""
+
+
 def backend_variables(backend: Backend, key: str, model: str | None = None) -> dict[str, str]:
     """The variables a backend sets (its key included)."""
     model = model or backend.model
@@ -131,6 +140,14 @@ def build_child_env(
         changed.update(backend_variables(backend, key, model))
         secrets.append(key)
     for name, value in (request_env or {}).items():
+        if not backend.passthrough and (name in REQUEST_FORBIDDEN or name in backend.key_variables()):
+            from .errors import KimiAcpError
+
+            # An agent's spawn (a model's words) must not point the backend's key elsewhere.
+            raise KimiAcpError(
+                f"the spawn request's env sets {name}, which backend '{backend.name}' owns (where its key goes); "
+                "remove it from env, or configure it on the backend (plugins.entries.kimi-acp.config.backends)"
+            )
         changed[name] = value
     for extra in plugin_env:
         for name, value in (extra or {}).items():

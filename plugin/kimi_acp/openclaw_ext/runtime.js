@@ -79,7 +79,7 @@ export function toEvent(update, titles) {
 function failure(err) {
   const data = err?.data && typeof err.data === "object" ? err.data : {};
   const code = typeof data.errorCode === "string" ? data.errorCode : err?.code != null ? String(err.code) : undefined;
-  const retryable = code === "rate_limited" || code === "run_lost" || code === "backend_exited";
+  const retryable = code === "run_rate_limited" || code === "run_lost" || code === "backend_exited";
   return { message: errorText(err), code, detailCode: typeof data.status === "string" ? data.status : undefined, retryable };
 }
 
@@ -172,6 +172,9 @@ export function createRuntime(proc, log) {
           return { status, stopReason: res?.stopReason };
         } catch (err) {
           const error = failure(err);
+          if (error.code === "backend_exited") {
+            error.message = "the kimi-acp process exited during this turn; the run is recorded as lost (kimi-acp ps --all), and kimi-acp is being restarted";
+          }
           events.push({ type: "error", ...error });
           return { status: "failed", error };
         } finally {

@@ -1,0 +1,101 @@
+// Drives kimi-acp's OpenClaw extension from Node 24 the way OpenClaw's ACP manager does, one
+// JSON command per stdin line, one JSON answer per stdout line. The ACP runtime backend is
+// registered into a stand-in of openclaw/plugin-sdk/acp-runtime-backend (a map, as the SDK's).
+//   {"op": "start"}                                  -> {"pid"}  (service.start: the warm process)
+//   {"op": "ensure", "input": {...}}                 -> {"handle"}
+//   {"op": "turn", "handle", "text", "cancelAfterMs"?, "abortAfterMs"?} -> {"events", "result"}
+//   {"op": "config", "handle", "key", "value"}       -> {} | {"error"}
+//   {"op": "status" | "close" | "fresh", ...}, {"op": "doctor"}, {"op": "caps"}
+//   {"op": "hook", "event", "ctx"}                   -> the before_tool_call answer
+//   {"op": "pid"}                                    -> the warm process's pid (null when none)
+//   {"op": "stop"}                                   -> service.stop, then exit
+import { createInterface } from "node:readline";
+
+const [, , indexUrl] = process.argv;
+const ext = await import(indexUrl);
+const backends = new Map();
+const logs = [];
+const api = {
+  registrationMode: "full",
+  logger: { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`), error: (m) => logs.push(`ERROR ${m}`), debug() {} },
+  runtime: { agent: { session: { getSessionEntry: () => undefined } } },
+  hooks: [],
+  services: [],
+  on(name, handler, opts) { this.hooks.push({ name, handler, opts }); },
+  registerService(s) { this.services.push(s); },
+};
+ext.default.register(api);
+const sdk = {
+  registerAcpRuntimeBackend: (b) => backends.set(b.id, b),
+  unregisterAcpRuntimeBackend: (id) => backends.delete(id),
+};
+const service = ext.createService(api, { importSdk: async () => sdk });
+const state = () => globalThis[Symbol.for("kimi-acp.openclaw-extension")];
+const rt = () => backends.get("kimi-acp").runtime;
+const send = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+
+for await (const line of createInterface({ input: process.stdin })) {
+  const cmd = JSON.parse(line);
+  try {
+    switch (cmd.op) {
+      case "start":
+        await service.start();
+        await state().proc.ready();
+        send({ pid: state().proc.conn.child.pid, registered: [...backends.keys()], hooks: api.hooks.map((h) => h.name), services: api.services.map((s) => s.id) });
+        break;
+      case "pid":
+        send({ pid: state()?.proc?.alive ? state().proc.conn.child.pid : null, healthy: backends.get("kimi-acp")?.healthy?.() ?? null });
+        break;
+      case "ensure":
+        send({ handle: await rt().ensureSession(cmd.input) });
+        break;
+      case "config":
+        await rt().setConfigOption({ handle: cmd.handle, key: cmd.key, value: cmd.value });
+        send({});
+        break;
+      case "turn": {
+        const controller = new AbortController();
+        const turn = rt().startTurn({ handle: cmd.handle, text: cmd.text, mode: "prompt", requestId: `req-${Date.now()}`, signal: controller.signal });
+        if (cmd.cancelAfterMs !== undefined) setTimeout(() => rt().cancel({ handle: cmd.handle, reason: "test" }), cmd.cancelAfterMs);
+        if (cmd.abortAfterMs !== undefined) setTimeout(() => controller.abort(), cmd.abortAfterMs);
+        const events = [];
+        for await (const e of turn.events) events.push(e);
+        send({ events, result: await turn.result });
+        break;
+      }
+      case "status":
+        send(await rt().getStatus({ handle: cmd.handle }));
+        break;
+      case "doctor":
+        send(await rt().doctor());
+        break;
+      case "caps":
+        send(await rt().getCapabilities({}));
+        break;
+      case "close":
+        await rt().close({ handle: cmd.handle, reason: cmd.reason ?? "oneshot-complete" });
+        send({});
+        break;
+      case "fresh":
+        await rt().prepareFreshSession({ sessionKey: cmd.sessionKey });
+        send({});
+        break;
+      case "hook": {
+        const [hook] = api.hooks;
+        send({ answer: (await hook.handler(cmd.event, cmd.ctx)) ?? null });
+        break;
+      }
+      case "logs":
+        send({ logs });
+        break;
+      case "stop":
+        await service.stop();
+        send({ stopped: true, registered: [...backends.keys()] });
+        process.exit(0);
+      default:
+        send({ error: `unknown op ${cmd.op}` });
+    }
+  } catch (err) {
+    send({ error: String(err?.message ?? err), code: err?.code ?? null });
+  }
+}
