@@ -33,7 +33,7 @@ DECOY = "sk-ant-decoy-gateway-token-must-not-leak-0000"
 
 
 class Driver:
-    def __init__(self, tmp: Path, claude: str, stub: StubServer, **section: Any) -> None:
+    def __init__(self, tmp: Path, claude: str, stub: StubServer, *, extra_env: dict[str, str] | None = None, **section: Any) -> None:
         self.tmp, self.stub = tmp, stub
         self.state, self.work, self.home = tmp / "state", tmp / "work", tmp / "home"
         self.work.mkdir(exist_ok=True)
@@ -50,6 +50,7 @@ class Driver:
             "KIMI_ACP_BIN": KIMI_ACP,
             "KIMI_ACP_DISABLE_ENTRYPOINTS": "1",
             "ANTHROPIC_AUTH_TOKEN": DECOY,
+            **(extra_env or {}),
         }
         self._err = open(tmp / "driver.stderr", "wb")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
@@ -297,3 +298,20 @@ def test_stop_ends_the_warm_process_and_unregisters(driver: Driver) -> None:
     out = driver("stop", timeout=60)
     assert out == {"stopped": True, "registered": []}
     _wait(lambda: not _alive(warm), 15, "the warm process to exit")
+
+
+def test_an_openclaw_without_the_backend_door_gets_a_clear_log_line(tmp_path: Path, claude_bin: str, stub: StubServer) -> None:
+    d = Driver(tmp_path, claude_bin, stub, extra_env={"DRIVER_NO_SDK": "1"})
+    try:
+        out = d("start")
+        assert out["registered"] == []
+        (line,) = [m for m in out["logs"] if m.startswith("ERROR")]
+        assert "cannot register the ACP runtime backend: openclaw/plugin-sdk/acp-runtime-backend is not available" in line
+        assert "tested with openclaw 2026.9.6" in line
+        assert d("pid")["pid"] is None  # no warm process without a backend to serve
+        # the hook still routes, through the bridge command (fails closed if that breaks)
+        params = {"runtime": "acp", "task": "x", "agentId": "claude"}
+        answer = d("hook", event={"toolName": "sessions_spawn", "params": params}, ctx={"agentId": "main", "sessionKey": "agent:main:main"})["answer"]
+        assert answer == {"params": {**params, "agentId": "kimi-acp", "model": "kimi/kimi-k2.5"}}
+    finally:
+        d.close()

@@ -2,11 +2,19 @@
 
 What it adds (each only when missing; values it owns are updated in place):
 
-- the Kimi provider ``models.providers.kimi`` (Anthropic Messages API, ``${KIMI_API_KEY}``) and
-  the alias ``agents.defaults.models["kimi/kimi-k2.5"]``, so ``/model kimi/kimi-k2.5`` works in
-  OpenClaw's own chat (an existing ``models.providers.kimi`` is left as it is);
-- the acpx agent alias ``plugins.entries.acpx.config.agents["kimi-acp"]`` whose command is this
-  installation's ``kimi-acp acp`` (absolute path);
+- the Kimi provider ``models.providers.kimi-code`` (Anthropic Messages API, ``${KIMI_API_KEY}``)
+  and the alias ``agents.defaults.models["kimi-code/kimi-k2.5"]``, so ``/model kimi-code/kimi-k2.5``
+  works in OpenClaw's own chat. Not ``kimi``: that id belongs to OpenClaw's own Kimi plugin,
+  which the gateway would try to install at every start. A ``kimi`` provider the user already
+  has is kept, and no second one is added;
+- ``plugins.entries.kimi`` and ``.moonshot`` with ``enabled: false`` (unless configured): with
+  ``KIMI_API_KEY`` in its environment the gateway would install those plugins at every start;
+- the ACP target agent ``agents.entries["kimi-acp"]`` (``runtime: {type: "acp", acp: {agent:
+  "kimi-acp", backend: "kimi-acp"}}``), with ``main: {}`` beside it when there was no roster,
+  and ``agents.ownership: "explicit"`` when OpenClaw needs it;
+- ``acp.backend: "kimi-acp"`` when no ACP backend is configured and the user has no acpx; with
+  the user's acpx, the acpx alias ``plugins.entries.acpx.config.agents["kimi-acp"]`` (command:
+  this installation's ``kimi-acp acp``) instead; an acpx entry an older install wrote is removed;
 - ``"kimi-acp"`` in ``acp.allowedAgents`` — only when that list already names agents: an absent
   or empty list allows every harness, and creating it would forbid all the others;
 - ``"kimi-acp"`` in ``plugins.allow`` — likewise only when that allowlist is in use;
@@ -901,9 +909,7 @@ def run(args: Any) -> int:
     print("next steps:")
     print("  1. export KIMI_API_KEY=<your Kimi key> where the OpenClaw gateway runs (or put it in ~/.openclaw/.env)")
     print("  2. restart the gateway: openclaw gateway restart")
-    print("  3. check: kimi-acp doctor")
-    print(
-        "  (the provider id 'kimi' makes the gateway look up @openclaw/kimi-provider with npm at start; "
-        "ACP spawns also need the acpx plugin: openclaw plugins install @openclaw/acpx)"
-    )
+    print('     (its log then says: kimi-acp: ACP runtime backend "kimi-acp" registered)')
+    agents = " ".join(f"--agent {a}" for a in (args.agent or []))
+    print(f"  3. check: kimi-acp doctor {agents}".rstrip())
     return 0

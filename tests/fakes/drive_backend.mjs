@@ -29,7 +29,13 @@ const sdk = {
   registerAcpRuntimeBackend: (b) => backends.set(b.id, b),
   unregisterAcpRuntimeBackend: (id) => backends.delete(id),
 };
-const service = ext.createService(api, { importSdk: async () => sdk });
+const noSdk = process.env.DRIVER_NO_SDK === "1"; // an OpenClaw without the acp-runtime-backend export
+const service = ext.createService(api, {
+  importSdk: async (name) => {
+    if (noSdk) throw Object.assign(new Error(`Cannot find module '${name}'`), { code: "ERR_MODULE_NOT_FOUND" });
+    return sdk;
+  },
+});
 const state = () => globalThis[Symbol.for("kimi-acp.openclaw-extension")];
 const rt = () => backends.get("kimi-acp").runtime;
 const send = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
@@ -40,6 +46,10 @@ for await (const line of createInterface({ input: process.stdin })) {
     switch (cmd.op) {
       case "start":
         await service.start();
+        if (noSdk) {
+          send({ registered: [...backends.keys()], logs });
+          break;
+        }
         await state().proc.ready();
         send({ pid: state().proc.conn.child.pid, registered: [...backends.keys()], hooks: api.hooks.map((h) => h.name), services: api.services.map((s) => s.id) });
         break;
