@@ -262,6 +262,9 @@ async def _serve(args: Any, out_fd: int, pending: bytes, early: dict[str, Any] |
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="kimi-acp acp: %(levelname)s %(name)s: %(message)s")
     acp = _import_acp()
+    # pydantic is loaded now (the SDK's models): the validated-settings cache, a cold-start trick
+    # for short commands, no longer pays here; this long-lived process always validates.
+    os.environ["KIMI_ACP_NO_SETTINGS_CACHE"] = "1"
     agent = KimiAcpAgent(args, acp)
     if early is not None:
         agent.client_info = early.get("clientInfo")
