@@ -315,3 +315,25 @@ def test_an_openclaw_without_the_backend_door_gets_a_clear_log_line(tmp_path: Pa
         assert answer == {"params": {**params, "agentId": "kimi-acp", "model": "kimi/kimi-k2.5"}}
     finally:
         d.close()
+
+
+def test_a_persistent_session_keeps_its_conversation_until_made_fresh(driver: Driver, stub: StubServer) -> None:
+    def user_turns(req: Any) -> int:
+        return sum(1 for m in req.body["messages"] if m["role"] == "user" and any(
+            b.get("type") == "text" and "turn" in b.get("text", "") for b in (m["content"] if isinstance(m["content"], list) else [{"type": "text", "text": m["content"]}])))
+
+    driver("start")
+    key = "agent:kimi-acp:acp:persistent"
+    handle = driver.ensure(key, mode="persistent", model="kimi/kimi-k2.5")
+    assert driver("turn", handle=handle, text="first turn")["result"]["status"] == "completed"
+    again = driver.ensure(key, mode="persistent", model="kimi/kimi-k2.5")
+    assert again["runtimeSessionName"] == handle["runtimeSessionName"] and again["agentSessionId"]  # Claude Code's session
+    assert driver("turn", handle=again, text="second turn")["result"]["status"] == "completed"
+    assert user_turns(stub.messages_requests()[-1]) == 2  # --resume: the first turn is in the history
+    driver("close", handle=again, reason="idle")  # a persistent session survives close
+    assert list((driver.state / "acp-sessions").glob("*.json"))
+    driver("fresh", sessionKey=key)  # OpenClaw's prepareFreshSession
+    fresh = driver.ensure(key, mode="persistent", model="kimi/kimi-k2.5")
+    assert "agentSessionId" not in fresh
+    assert driver("turn", handle=fresh, text="third turn")["result"]["status"] == "completed"
+    assert user_turns(stub.messages_requests()[-1]) == 1
