@@ -43,8 +43,10 @@ def _stamped(self, rec):  # type: ignore[no-untyped-def]
 StubServer._record = _stamped  # type: ignore[method-assign]
 
 
-def gateway(root: Path, model: AgentModel, kimi: StubServer, *, with_kimi_acp: bool) -> Gateway:
-    env = {"KIMI_API_KEY": kimi.key or "", "KIMI_ACP_CLAUDE": CLAUDE, "KIMI_ACP_DISABLE_ENTRYPOINTS": "1"}
+def gateway(root: Path, model: AgentModel, kimi: StubServer, *, with_kimi_acp: bool, key_in_env: bool = True) -> Gateway:
+    env = {"KIMI_ACP_CLAUDE": CLAUDE, "KIMI_ACP_DISABLE_ENTRYPOINTS": "1", "KIMI_ACP_TRACE": "1"}
+    if key_in_env:
+        env["KIMI_API_KEY"] = kimi.key or ""
     gw = Gateway(root, model_url=model.url, env=env)
     gw.write_config(agents=["main", "coder"])
     if with_kimi_acp:
@@ -58,11 +60,14 @@ def gateway(root: Path, model: AgentModel, kimi: StubServer, *, with_kimi_acp: b
 
 
 def b10(n: int, model: AgentModel, kimi: StubServer, tmp: Path) -> None:
+    """The baseline is the same openclaw.json without kimi-acp and without KIMI_API_KEY in the
+    gateway's env (that variable alone makes a stock gateway look for OpenClaw's own Kimi and
+    Moonshot plugins on npm and ClawHub at every start: ~150 s here, offline)."""
     rows: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
     for i in range(n * 2):
         ours = i % 2 == 0
         root = tmp / f"b10-{i}"
-        with gateway(root, model, kimi, with_kimi_acp=ours) as gw:
+        with gateway(root, model, kimi, with_kimi_acp=ours, key_in_env=ours) as gw:
             health = gw.start(timeout=240, ready=False)
             t = time.monotonic()
             while "[gateway] ready" not in gw.log():
@@ -75,11 +80,21 @@ def b10(n: int, model: AgentModel, kimi: StubServer, tmp: Path) -> None:
     print(f"    start -> 'ready' (plugin services up): with {med(ra):.2f} s, without {med(rb):.2f} s: {med(ra) / med(rb):.2f}x")
 
 
+def _trace(log: str, what: str, key: str) -> float | None:
+    for line in log.splitlines():
+        if f" {what} {key}" in line and "kimi-acp trace " in line:
+            return int(line.split("kimi-acp trace ", 1)[1].split()[0]) / 1000
+    return None
+
+
 def b11(spawns: int, model: AgentModel, kimi: StubServer, tmp: Path) -> None:
+    from kimi_acp.store import Store
+
     med = statistics.median
     with gateway(tmp / "b11", model, kimi, with_kimi_acp=True) as gw:
         gw.start(timeout=240)
-        to_first, to_event = [], []
+        state = Path(gw.env["KIMI_ACP_STATE_DIR"])
+        to_first, to_event, parts = [], [], []
         for i in range(spawns + 1):  # the first is a warm-up
             seen_before, arrivals_before = len(model.seen), len(ARRIVALS)
             task = f"bench spawn {i}: say hi"
@@ -91,6 +106,13 @@ def b11(spawns: int, model: AgentModel, kimi: StubServer, tmp: Path) -> None:
                 continue
             to_first.append(mine[0] - call.at)
             to_event.append(event.at - mine[-1])
+            child = next(line.split("session_key: ", 1)[1].split()[0] for line in event.last_user_text().splitlines() if "session_key: " in line)
+            log = gw.log()
+            t_ensure, t_turn = _trace(log, "ensureSession", child), _trace(log, "startTurn", child)
+            with Store(state) as store:
+                run = store.list_runs(include_finished=True)[0]
+            if t_ensure and t_turn and run.started_at:
+                parts.append((t_ensure - call.at, t_turn - t_ensure, run.started_at - t_turn, mine[0] - run.started_at))
         gw.stop(timeout=120)
     # baseline: claude -p's own start -> its first request, same env
     cfg_env = {"PATH": os.environ["PATH"], "HOME": str(tmp / "home"), "KIMI_API_KEY": kimi.key or "",
@@ -109,6 +131,11 @@ def b11(spawns: int, model: AgentModel, kimi: StubServer, tmp: Path) -> None:
           f"(min {min(to_first) * 1000:.0f}, max {max(to_first) * 1000:.0f}; n={len(to_first)})")
     print(f"    claude -p start -> its first request:                      median {med(base) * 1000:.0f} ms")
     print(f"    difference: {(med(to_first) - med(base)) * 1000:+.0f} ms (goal <= +300 ms)")
+    if parts:
+        names = ("tool call -> ensureSession (OpenClaw + the hook)", "ensureSession -> startTurn (OpenClaw's spawn dispatch)",
+                 "startTurn -> Claude Code started (kimi-acp)", "Claude Code started -> first request (Claude Code)")
+        for k, name in enumerate(names):
+            print(f"      {name:58} median {med(p[k] for p in parts) * 1000:6.0f} ms")
     print(f"    Claude Code's last request -> completion event at the parent's model: median {med(to_event) * 1000:.0f} ms "
           f"(max {max(to_event) * 1000:.0f}) - OpenClaw's announce flow")
 

@@ -164,10 +164,10 @@ def test_a_spawn_runs_through_the_backend_and_streams_back(driver: Driver, stub:
     warm = started["pid"]
     caps = driver("caps")
     assert "session/set_config_option" in caps["controls"] and "model" in caps["configOptionKeys"]
-    handle = driver.ensure("agent:kimi-acp:acp:one", model="kimi/kimi-k2.5", modelExplicit=True, thinking="high")
+    handle = driver.ensure("agent:kimi-acp:acp:one", model="kimi/kimi-k2.5", modelExplicit=True, thinking="low", thinkingExplicit=True)
     assert handle["backend"] == "kimi-acp" and handle["runtimeSessionName"] == handle["backendSessionId"]
     assert handle["appliedModel"] == {"kind": "applied", "model": "kimi/kimi-k2.5"}
-    assert handle["appliedThinking"] == {"kind": "applied", "thinking": "high"}
+    assert handle["appliedThinking"] == {"kind": "applied", "thinking": "low"}
     assert driver("config", handle=handle, key="model", value="kimi/kimi-k2.5") == {}
     out = driver("turn", handle=handle, text="say hi")
     kinds = [e["type"] for e in out["events"]]
@@ -178,6 +178,7 @@ def test_a_spawn_runs_through_the_backend_and_streams_back(driver: Driver, stub:
     assert usage and usage[0]["size"] == 262144
     (req,) = stub.messages_requests()
     assert req.headers["x-api-key"] == TEST_KEY and "authorization" not in req.headers
+    assert req.body["output_config"] == {"effort": "low"}  # the spawn's thinking level (Claude Code's own default: high)
     assert DECOY not in json.dumps(req.headers) + req.raw_body.decode(errors="replace")
     status = driver("status", handle=handle)
     assert status["summary"] == "kimi-acp: idle on kimi/kimi-k2.5" and status["agentSessionId"]
@@ -337,3 +338,13 @@ def test_a_persistent_session_keeps_its_conversation_until_made_fresh(driver: Dr
     assert "agentSessionId" not in fresh
     assert driver("turn", handle=fresh, text="third turn")["result"]["status"] == "completed"
     assert user_turns(stub.messages_requests()[-1]) == 1
+
+
+def test_a_thinking_default_the_spawn_did_not_ask_for_is_not_applied(driver: Driver, stub: StubServer) -> None:
+    driver("start")
+    handle = driver.ensure("agent:kimi-acp:acp:default-thinking", model="kimi/kimi-k2.5", thinking="off")
+    assert "appliedThinking" not in handle
+    driver("config", handle=handle, key="thinking", value="off")  # OpenClaw replays its model's default
+    assert driver("turn", handle=handle, text="say hi")["result"]["status"] == "completed"
+    effort = (stub.messages_requests()[-1].body.get("output_config") or {}).get("effort")
+    assert effort != "low"  # Claude Code's own effort, not "off" -> low

@@ -370,6 +370,7 @@ class AcpSession:
     env: dict[str, str] | None = None  # the spawn request's env: kept in memory only, never written
     last_status: str | None = None  # the last run's status, for getStatus
     timeout: int | None = None  # seconds (OpenClaw's timeout config option)
+    thinking_explicit: bool = False  # the spawn named a thinking level (OpenClaw's thinkingExplicit)
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -798,7 +799,11 @@ class KimiAcpAgent:
         if mode in ("oneshot", "persistent"):
             session.mode = mode
         thinking = meta.get("thinking")
-        if isinstance(thinking, str) and thinking.strip():
+        if meta.get("thinkingExplicit") is True:
+            session.thinking_explicit = True
+        if isinstance(thinking, str) and thinking.strip() and session.thinking_explicit:
+            # Only a level the spawn asked for: OpenClaw also hands over its model's default
+            # ("off" for most), which must not turn Claude Code's own effort down.
             session.thinking = thinking.strip()
         env = meta.get("env")
         if isinstance(env, dict):
@@ -1015,7 +1020,10 @@ class KimiAcpAgent:
         await self._get_spawner()
         session = self._session(session_id)
         if config_id in THINKING_OPTIONS and isinstance(value, str) and value.strip():
-            session.thinking = value.strip()  # OpenClaw replays the spawn's thinking level this way
+            # OpenClaw replays the spawn's thinking level this way; a default it did not ask for
+            # (no thinkingExplicit at ensureSession) leaves Claude Code's effort alone.
+            if session.thinking_explicit or session.openclaw_key is None:
+                session.thinking = value.strip()
             return self.acp.schema.SetSessionConfigOptionResponse(config_options=self._config_options(session))
         if config_id == TIMEOUT_OPTION:
             try:

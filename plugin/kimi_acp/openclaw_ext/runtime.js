@@ -89,6 +89,8 @@ function sessionIdOf(handle) {
 
 export function createRuntime(proc, log) {
   const turns = new Map(); // ACP session id -> { events, titles }
+  // KIMI_ACP_TRACE=1: one log line per call OpenClaw makes, with a timestamp (for latency work)
+  const trace = process.env.KIMI_ACP_TRACE === "1" ? (what) => log?.info?.(`kimi-acp trace ${Date.now()} ${what}`) : () => {};
 
   proc.onNotification((method, params) => {
     if (method !== "session/update") return;
@@ -104,6 +106,7 @@ export function createRuntime(proc, log) {
 
   const runtime = {
     async ensureSession(input) {
+      trace(`ensureSession ${input?.sessionKey} mode=${input?.mode}`);
       const meta = {};
       for (const key of ["sessionKey", "agentId", "agent", "mode", "model", "modelExplicit", "thinking", "thinkingExplicit", "cwd", "env", "resumeSessionId"]) {
         if (input?.[key] !== undefined) meta[key] = input[key];
@@ -128,6 +131,7 @@ export function createRuntime(proc, log) {
     },
 
     startTurn(input) {
+      trace(`startTurn ${input?.handle?.sessionKey}`);
       const sessionId = sessionIdOf(input.handle);
       const events = channel();
       const turn = { events, titles: new Map(), fail: null };
@@ -206,6 +210,7 @@ export function createRuntime(proc, log) {
     },
 
     async setConfigOption({ handle, key, value }) {
+      trace(`setConfigOption ${key}=${value}`);
       try {
         await proc.request("session/set_config_option", { sessionId: sessionIdOf(handle), configId: key, value });
       } catch (err) {
@@ -214,6 +219,7 @@ export function createRuntime(proc, log) {
     },
 
     async getStatus({ handle }) {
+      trace(`getStatus ${handle?.sessionKey}`);
       return proc.request("_kimi-acp/status", { sessionId: sessionIdOf(handle) });
     },
 
@@ -235,6 +241,7 @@ export function createRuntime(proc, log) {
     },
 
     async close({ handle, reason, discardPersistentState }) {
+      trace(`close ${handle?.sessionKey} ${reason}`);
       if (!proc.alive) return; // nothing to close: no process holds it (no new one is started for it)
       try {
         await proc.request("_kimi-acp/close", { sessionId: sessionIdOf(handle), reason, discardPersistentState: discardPersistentState === true });
