@@ -125,12 +125,27 @@ class Gateway:
             raise GatewayError(f"gateway call {method} failed ({out.returncode}): {out.stderr.strip()[-2000:]}")
         return _last_json(out.stdout)
 
-    def agent_turn(self, session_key: str, message: str, *, timeout: float = 180) -> Any:
-        """One turn of the agent owning ``session_key``, through the gateway (``openclaw agent``)."""
-        out = self.openclaw("agent", "--session-key", session_key, "--message", message, "--json", "--timeout", str(int(timeout)), timeout=timeout + 60)
-        if out.returncode != 0:
-            raise GatewayError(f"openclaw agent failed ({out.returncode}): {out.stderr.strip()[-2000:]}")
-        return _last_json(out.stdout)
+    def agent_turn(self, session_key: str, message: str, *, timeout: float = 180, tries: int = 3) -> Any:
+        """One turn of the agent owning ``session_key``, through the gateway's ``agent`` method
+        (what ``openclaw agent`` calls), waiting for its final answer.
+
+        The call carries an idempotency key, so a retry after a failure of the CLI itself (the
+        CLI's own database cleanup sometimes fails while the gateway maintains it) never runs
+        the turn twice: the gateway answers the retry with the same run."""
+        import uuid
+
+        params = {"message": message, "sessionKey": session_key, "idempotencyKey": str(uuid.uuid4()), "timeout": int(timeout)}
+        last = ""
+        for _ in range(tries):
+            out = self.openclaw(
+                "gateway", "call", "agent", "--expect-final", "--json", "--timeout", str(int((timeout + 30) * 1000)),
+                "--params", json.dumps(params), timeout=timeout + 90,
+            )
+            if out.returncode == 0:
+                return _last_json(out.stdout)
+            last = f"({out.returncode}): {out.stderr.strip()[-2000:]}"
+            time.sleep(1)
+        raise GatewayError(f"the agent turn failed {last}")
 
     # -- process
     def start(self, timeout: float = 120, *, ready: bool = True) -> float:
