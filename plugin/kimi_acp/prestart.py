@@ -88,7 +88,7 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
     from .environment import build_child_env
     from .harness.command import build_argv, permission_args
     from .routing import check_agent, default_target, resolve
-    from .supervisor import RUN_ID_ENV, ProcessSlots
+    from .supervisor import RUN_ID_ENV, ProcessSlots, launch_argv
 
     environ = dict(os.environ)
     cfg = load_config(config_path, environ=environ)
@@ -137,8 +137,9 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
         return None
     run_id = str(uuid.uuid4())
     try:
+        env = {**child.env, RUN_ID_ENV: run_id}
         process = await anyio.open_process(
-            argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, env={**child.env, RUN_ID_ENV: run_id}, cwd=cwd,
+            launch_argv(argv, env, cwd), stdin=PIPE, stdout=PIPE, stderr=PIPE, env=env, cwd=cwd,
             start_new_session=True,
         )
     except BaseException:

@@ -100,6 +100,8 @@ class Spawner:
         environ: Mapping[str, str] | None = None,
         gateway_transport: Any = None,
         recover: bool = True,
+        deliverer: bool | None = None,
+        flush_timeout: float = 3.0,
     ) -> None:
         from .config import load_config
         from .plugins import get_plugin_manager
@@ -114,6 +116,15 @@ class Spawner:
             store = Store()
         self.store = store
         self._recover = recover
+        self._config_path = config_path
+        # The detached deliverer (kimi_acp.deliverer) outlives this process: it retries what is
+        # not delivered when we exit and records our runs lost if we die. Off with
+        # KIMI_ACP_NO_DELIVERER=1, or deliverer=False for a host that delivers itself.
+        from .deliverer import disabled
+
+        self._deliverer = (not disabled(self.environ) and not disabled()) if deliverer is None else deliverer
+        self._flush_timeout = flush_timeout
+        self._mine: set[str] = set()  # runs this spawner finished: flushed before it exits
         self._gateway_transport = gateway_transport
         self._events: dict[str, anyio.Event] = {}
         self._results: dict[str, RunResult] = {}
@@ -168,6 +179,7 @@ class Spawner:
         self._closing = True  # runs accepted but not yet started are cancelled, not started
         try:
             await self._supervisor.aclose()
+            await self._flush_before_exit()
             self._tg.cancel_scope.cancel()
             try:
                 return await self._tg.__aexit__(*exc)
@@ -184,6 +196,36 @@ class Spawner:
                 self.pm.unregister(self._harness)
             if self._own_store:
                 self.store.close()
+
+    async def _flush_before_exit(self) -> None:
+        """Whoever commits a result sees it delivered: wait (at most ``flush_timeout`` seconds)
+        until the results of the runs this spawner finished are delivered; what is left goes
+        to the deliverer, which outlives us."""
+        if not self._mine:
+            return
+        if self._reporter is not None:
+            # Shielded: a Ctrl-C or a cancelled host scope still gets its result out (bounded).
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self._flush_timeout):
+                while any(item.run_id in self._mine for item in self.store.outbox_pending()):
+                    await self.flush_outbox()  # due items; one in flight in the outbox loop is waited for
+                    await anyio.sleep(0.01)
+        if self.store.outbox_pending():
+            self._ensure_deliverer()
+
+    def _ensure_deliverer(self) -> None:
+        if not self._deliverer:
+            return
+        from .deliverer import ensure_deliverer
+
+        config_path = self._config_path
+        if config_path is None and getattr(self.config, "exists", False):
+            config_path = self.config.path
+        try:
+            ensure_deliverer(self.store.state_dir, environ=self.environ, config_path=config_path)
+        except OSError as exc:  # the run goes on; only a crash of this process would be noticed later
+            import sys
+
+            print(f"kimi-acp: cannot start the deliverer: {exc}", file=sys.stderr)
 
     # ------------------------------------------------------------------ the front
     async def spawn(
@@ -217,6 +259,7 @@ class Spawner:
             spec.process, spec.slot_fd = prestarted.adopt()
         req = prepared["request"]  # as rewritten by kimi_acp_before_spawn hooks
         self._events[rec.run_id] = anyio.Event()
+        self._ensure_deliverer()  # it records the run lost and reports it if this process dies
         self._tg.start_soon(self._run, rec, spec, req, prepared["route"])
         return {
             "status": "accepted",
@@ -445,6 +488,7 @@ class Spawner:
         if req.cleanup == "delete":
             self.store.transcript_path(rec.run_id).unlink(missing_ok=True)
         rec.status = status
+        self._mine.add(rec.run_id)
         self._results[rec.run_id] = result
         try:
             if req.expectsCompletionMessage:

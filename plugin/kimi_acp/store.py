@@ -150,6 +150,10 @@ class OutboxItem:
     next_attempt_at: float
     delivered_at: float | None
     last_error: str | None
+    #: ``"pid:start"`` of the process delivering it right now (its lease); ``None`` when unclaimed.
+    claimed_by: str | None = None
+    #: When delivery was given up (see :meth:`Store.outbox_expire`); ``None`` while it is retried.
+    expired_at: float | None = None
 
 
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(RunRecord))
@@ -181,8 +185,11 @@ _OUTBOX_DDL = """CREATE TABLE IF NOT EXISTS outbox (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL,
     delivered_at REAL,
-    last_error TEXT
+    last_error TEXT,
+    claimed_by TEXT,
+    expired_at REAL
 )"""
+_OUTBOX_ADDED = {"claimed_by": "TEXT", "expired_at": "REAL"}  # columns newer than the first outbox
 
 
 def _record_from_row(row: sqlite3.Row) -> RunRecord:
@@ -202,7 +209,23 @@ def _outbox_from_row(row: sqlite3.Row) -> OutboxItem:
         id=row["id"], run_id=row["run_id"], target=row["target"], payload=json.loads(row["payload"]),
         created_at=row["created_at"], attempts=row["attempts"], next_attempt_at=row["next_attempt_at"],
         delivered_at=row["delivered_at"], last_error=row["last_error"],
+        claimed_by=row["claimed_by"], expired_at=row["expired_at"],
     )
+
+
+def _owner_token() -> str:
+    pid, start = current_owner()
+    return f"{pid}:{start}"
+
+
+def _token_alive(token: str | None) -> bool:
+    if not token:
+        return False
+    pid, _, start = token.partition(":")
+    try:
+        return _owner_alive(int(pid), start or None)
+    except ValueError:
+        return False
 
 
 # --------------------------------------------------------------------------- files
@@ -280,6 +303,10 @@ class Store:
             db.execute("CREATE INDEX IF NOT EXISTS runs_status ON runs(status)")
             db.execute("CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at)")
             db.execute(_OUTBOX_DDL)
+            have = {row["name"] for row in db.execute("PRAGMA table_info(outbox)")}
+            for name, kind in _OUTBOX_ADDED.items():
+                if name not in have:
+                    db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
             db.execute("CREATE INDEX IF NOT EXISTS outbox_due ON outbox(delivered_at, next_attempt_at)")
 
     def _clean(self, value: Any) -> Any:
@@ -408,33 +435,69 @@ class Store:
             )
 
     def outbox_due(self, now: float | None = None, limit: int = 50) -> list[OutboxItem]:
-        """Undelivered items whose next attempt is due, oldest due first."""
+        """Undelivered, unexpired items whose next attempt is due, oldest due first — and
+        items claimed by a process that has died since (its lease would otherwise hold them)."""
         now = time.time() if now is None else now
         rows = self._query(
-            "SELECT * FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= ? "
+            "SELECT * FROM outbox WHERE delivered_at IS NULL AND expired_at IS NULL AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at, id LIMIT ?",
             (now, limit),
         )
-        return [_outbox_from_row(r) for r in rows]
+        held = self._query(
+            "SELECT * FROM outbox WHERE delivered_at IS NULL AND expired_at IS NULL AND next_attempt_at > ? "
+            "AND claimed_by IS NOT NULL ORDER BY id LIMIT ?",
+            (now, limit),
+        )
+        orphaned = [r for r in held if not _token_alive(r["claimed_by"])]
+        return [_outbox_from_row(r) for r in [*orphaned, *rows]][:limit]
 
-    def outbox_claim(self, item_id: int, *, lease: float = 60.0, now: float | None = None) -> bool:
-        """Reserve a due item for ``lease`` seconds; False if another process got it first."""
+    def outbox_claim(self, item_id: int, *, lease: float = 60.0, now: float | None = None,
+                     steal_from: str | None = None) -> bool:
+        """Reserve a due item for ``lease`` seconds; False if another process got it first.
+        ``steal_from`` (the ``claimed_by`` of a dead process) takes over an item whose lease
+        that process can no longer honour."""
         now = time.time() if now is None else now
         with self._tx() as db:
             return db.execute(
-                "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND delivered_at IS NULL AND next_attempt_at <= ?",
-                (now + lease, item_id, now),
+                "UPDATE outbox SET next_attempt_at = ?, claimed_by = ? WHERE id = ? AND delivered_at IS NULL "
+                "AND expired_at IS NULL AND (next_attempt_at <= ? OR (claimed_by IS ? AND ? IS NOT NULL))",
+                (now + lease, _owner_token(), item_id, now, steal_from, steal_from),
             ).rowcount == 1
+
+    def outbox_release(self, item_id: int, error: str, next_attempt_at: float | None = None) -> None:
+        """Give a claimed item back without counting a try (the delivering process is stopping)."""
+        self._outbox_update(
+            item_id, "claimed_by = NULL, last_error = ?, next_attempt_at = ?",
+            (self._redact(error), time.time() if next_attempt_at is None else next_attempt_at),
+        )
 
     def outbox_mark_delivered(self, item_id: int) -> None:
         """The item was delivered; ``attempts`` counts this (successful) try too."""
-        self._outbox_update(item_id, "delivered_at = ?, attempts = attempts + 1", (time.time(),))
+        self._outbox_update(item_id, "delivered_at = ?, attempts = attempts + 1, claimed_by = NULL", (time.time(),))
 
     def outbox_mark_failed(self, item_id: int, error: str, next_attempt_at: float) -> None:
         """A delivery try failed: count it, keep the (redacted) error, and schedule the next try."""
         self._outbox_update(
-            item_id, "attempts = attempts + 1, last_error = ?, next_attempt_at = ?", (self._redact(error), next_attempt_at)
+            item_id, "attempts = attempts + 1, last_error = ?, next_attempt_at = ?, claimed_by = NULL",
+            (self._redact(error), next_attempt_at),
         )
+
+    def outbox_expire(self, created_before: float, reason: str) -> list[OutboxItem]:
+        """Give up on undelivered items created before ``created_before``: they stop being retried,
+        keep their last error, and record ``reason``. Returns the items expired."""
+        now = time.time()
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT * FROM outbox WHERE delivered_at IS NULL AND expired_at IS NULL AND created_at < ?",
+                (created_before,),
+            ).fetchall()
+            for row in rows:
+                last = row["last_error"] or "never attempted"
+                db.execute(
+                    "UPDATE outbox SET expired_at = ?, claimed_by = NULL, last_error = ? WHERE id = ?",
+                    (now, self._redact(f"{reason} (last error: {last})"), row["id"]),
+                )
+        return [_outbox_from_row(r) for r in rows]
 
     def _outbox_update(self, item_id: int, sets: str, params: Sequence[Any]) -> None:
         with self._tx() as db:
@@ -442,8 +505,8 @@ class Store:
                 raise KeyError(f"no outbox item {item_id} in {self.db_path}")
 
     def outbox_pending(self, run_id: str | None = None) -> list[OutboxItem]:
-        """Every undelivered item (due or not), optionally of one run."""
-        sql = "SELECT * FROM outbox WHERE delivered_at IS NULL"
+        """Every undelivered item still being retried (due or not), optionally of one run."""
+        sql = "SELECT * FROM outbox WHERE delivered_at IS NULL AND expired_at IS NULL"
         params: tuple[Any, ...] = ()
         if run_id is not None:
             sql += " AND run_id = ?"

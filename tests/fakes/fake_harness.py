@@ -19,6 +19,8 @@ Flags for every mode:
   --setsid-grandchild  also start `sleep 300` in a new session (escapes the group)
   --escaped-holds-stdout  ... and let that one inherit stdout/stderr (holds the pipes open)
   --stderr-kb N        write N KB to stderr first
+  --daemon             also start a real daemon: fork, setsid, fork again, and exec `sleep 300`
+                       with an EMPTY environment (no KIMI_ACP_RUN_ID, not in any group of the run)
 Grandchildren are reported on a line {"type":"fake","grandchildren":[...],"escaped":[...]}.
 """
 
@@ -70,6 +72,29 @@ def start_sleeper(*, escape: bool, hold_pipes: bool = True) -> int:
     return proc.pid
 
 
+def start_daemon() -> int:
+    """The classic daemon dance; returns the daemon's pid (reported back through a pipe)."""
+    r, w = os.pipe()
+    first = os.fork()
+    if first == 0:
+        os.close(r)
+        os.setsid()
+        second = os.fork()
+        if second == 0:
+            os.write(w, str(os.getpid()).encode())
+            os.close(w)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.execve("/bin/sleep", ["sleep", "300"], {})
+        os._exit(0)
+    os.close(w)
+    os.waitpid(first, 0)
+    pid = int(os.read(r, 32).decode())
+    os.close(r)
+    return pid
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--mode", default="ok")
@@ -81,6 +106,7 @@ def main() -> int:
     p.add_argument("--setsid-grandchild", action="store_true")
     p.add_argument("--escaped-holds-stdout", action="store_true")
     p.add_argument("--stderr-kb", type=int, default=0)
+    p.add_argument("--daemon", action="store_true")
     a = p.parse_args()
 
     if a.mode == "trap-term":
@@ -97,8 +123,9 @@ def main() -> int:
         kids.append(start_sleeper(escape=False))
     if a.setsid_grandchild:
         escaped.append(start_sleeper(escape=True, hold_pipes=a.escaped_holds_stdout))
-    if kids or escaped:
-        emit({"type": "fake", "grandchildren": kids, "escaped": escaped})
+    daemons = [start_daemon()] if a.daemon else []
+    if kids or escaped or daemons:
+        emit({"type": "fake", "grandchildren": kids, "escaped": escaped, "daemons": daemons})
 
     mode = a.mode
     if mode in ("ok", "grandchild"):
