@@ -39,6 +39,8 @@ LOCK_NAME = "deliverer.lock"
 LOG_NAME = "deliverer.log"
 #: Seconds between checks for dead supervisors while runs are active.
 POLL = 0.25
+#: Longest sleep while deliveries are pending.
+RECHECK = 2.0
 #: Seconds with nothing to watch before the deliverer exits.
 IDLE_EXIT = 3.0
 
@@ -183,8 +185,9 @@ async def serve(state_dir: Path, config_path: str | None, lock_fd: int, log: Any
             idle_since = None
             delay = POLL
             if not active:  # only deliveries to wait for: sleep until the next one is due
+                # (at most RECHECK: an item claimed by a process that stops is handed back early)
                 nxt = min(item.next_attempt_at for item in pending)
-                delay = min(max(POLL, nxt - time.time()), 60.0)
+                delay = min(max(POLL, nxt - time.time()), RECHECK)
             await anyio.sleep(delay)
     finally:
         await reporter.aclose()
