@@ -97,6 +97,9 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
     session = context.get("requesterSessionKey")
     if agent:
         check_agent(cfg, agent)
+    from .targets import check_target
+
+    check_target(cfg, request.get("agentId") or default_target(cfg))  # an unknown target starts nothing
     stored = None
     if session:
         from .sessions import SessionModels

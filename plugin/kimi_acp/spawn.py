@@ -14,7 +14,10 @@ before it goes back to the session that asked (:mod:`.report`).
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import sqlite3
 import time
 import uuid
 from dataclasses import replace
@@ -23,11 +26,43 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import KimiAcpError, MissingKeyError, SpawnBlocked, UnknownNameError
 from .redact import redact
 from .report import GatewayReporter, RunResult, flush_outbox, outbox_entries
+
+#: A run's transcript stops (with a marker line) at this size; the result is unaffected.
+MAX_TRANSCRIPT_BYTES = 64 * 2**20
+#: The largest task accepted (UTF-8 bytes): it is stored with the run and written to stdin.
+MAX_TASK_BYTES = 2**20
+
+
+def _transcript_failed(store: Any, run_id: str, exc: OSError) -> str:
+    """A transcript write failed: stop writing it, and on a full disk remove it so the
+    database still has room for the result. Returns what to say in the run's error."""
+    path = store.transcript_path(run_id)
+    try:
+        store.close_transcript(run_id)
+    except OSError:
+        pass
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        return f"the transcript could not be written ({exc.strerror}: {path}) and was removed to keep room for the result"
+    return f"the transcript could not be written ({exc.strerror or exc}: {path}); it stops there"
+
+
+def _retry_hint(retries: list[str]) -> str:
+    """For a timed-out run: what the transcript says about API retries (a dead backend)."""
+    if retries:
+        last = retries[-1]
+        return (f"; Claude Code retried the API {len(retries)} times (last: {last}) — is the backend up? "
+                "see `kimi-acp logs RUN_ID`")
+    return ""
+
 
 ACCEPTED_NOTE = "initial ACP task queued in isolated session; kimi-acp reports the result back to the requester session"
 
@@ -45,7 +80,7 @@ class SpawnRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    task: str = Field(min_length=1)
+    task: str = Field(min_length=1, description=f"the task, at most {MAX_TASK_BYTES} bytes of UTF-8")
     runtime: Literal["subagent", "acp"] = "subagent"
     label: str | None = None
     taskName: str | None = Field(None, pattern=r"^[a-z][a-z0-9_-]{0,63}$")
@@ -62,6 +97,22 @@ class SpawnRequest(BaseModel):
     thread: bool | None = None
     attachments: list[Attachment] = Field(default_factory=list, max_length=50)
     env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("task")
+    @classmethod
+    def _a_real_task(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the task is empty (only whitespace); say what Claude Code should do")
+        try:
+            size = len(v.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError("the task is not valid UTF-8 text; convert it to UTF-8") from None
+        if size > MAX_TASK_BYTES:
+            raise ValueError(
+                f"the task is {size} bytes, more than the {MAX_TASK_BYTES} allowed; "
+                "put the details in a file in the run's cwd and point the task at it"
+            )
+        return v
 
 
 class SpawnContext(BaseModel):
@@ -246,7 +297,8 @@ class Spawner:
             req = request if isinstance(request, SpawnRequest) else SpawnRequest.model_validate(dict(request))
             ctx = context if isinstance(context, SpawnContext) else SpawnContext.model_validate(dict(context or {}))
         except ValidationError as exc:
-            msg = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors())
+            msg = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg'].removeprefix('Value error, ')}"
+                            for e in exc.errors())
             return error_answer("spawn_failed", f"invalid spawn request: {msg}")
         if req.runtime != "acp":
             return {"status": "ignored", "reason": f"runtime '{req.runtime}' is OpenClaw's own; kimi-acp acts on runtime='acp' only"}
@@ -332,6 +384,9 @@ class Spawner:
                 raise hook_error
             if ctx.requesterAgentId:
                 check_agent(self.config, ctx.requesterAgentId)
+            from .targets import check_target
+
+            check_target(self.config, target)
             stored = None
             if ctx.requesterSessionKey:
                 from .sessions import SessionModels
@@ -406,17 +461,39 @@ class Spawner:
             store.update_run(rec.run_id, status="running", pid=pid, pgid=pgid, started_at=rec.started_at)
             hook.kimi_acp_run_event(run=rec, event={"type": "status", "status": "running", "pid": pid})
 
+        transcript: dict[str, Any] = {"bytes": 0, "error": None, "capped": False}
+        retries: list[str] = []
+
         def on_line(line: str) -> str | None:
-            store.append_transcript(rec.run_id, line)
+            if transcript["error"] is None and not transcript["capped"]:
+                transcript["bytes"] += len(line) + 1
+                try:
+                    if transcript["bytes"] > MAX_TRANSCRIPT_BYTES:
+                        transcript["capped"] = True
+                        store.append_transcript(rec.run_id, json.dumps({
+                            "type": "kimi-acp", "subtype": "transcript_truncated",
+                            "message": f"the transcript stops here: it reached {MAX_TRANSCRIPT_BYTES // 2**20} MB"}))
+                    else:
+                        store.append_transcript(rec.run_id, line)
+                except OSError as exc:  # disk full, I/O error: the run goes on, its result is kept
+                    transcript["error"] = _transcript_failed(store, rec.run_id, exc)
             event = state.feed(line)
             if event is not None:
+                if getattr(event, "subtype", None) == "api_retry":
+                    status_ = getattr(event, "error_status", None)
+                    retries.append(f"{'HTTP ' + str(status_) if status_ else 'no answer'}"
+                                   + (f", {event.error}" if getattr(event, "error", None) else ""))  # type: ignore[union-attr]
                 hook.kimi_acp_run_event(run=rec, event=event)
             return state.fatal
 
         try:
             outcome = await self._supervisor.run(spec, on_line=on_line, on_started=on_started)
-        except OSError as exc:  # the harness could not be started: this run fails, the spawner lives on
-            self._finish(rec, req, "error", error=f"cannot start the harness {spec.argv[0]!r}: {exc}", exit_code=None, state=state)
+        except OSError as exc:
+            if rec.started_at is None:  # the harness could not be started: this run fails, the spawner lives on
+                msg = f"cannot start the harness {spec.argv[0]!r}: {exc}"
+            else:  # it ran; something of ours failed (the store, the disk): say so, not "cannot start"
+                msg = f"kimi-acp stopped the run: {type(exc).__name__}: {exc}"
+            self._finish(rec, req, "error", error=msg, exit_code=None, state=state)
             return
         except Exception as exc:  # a hook or callback failed: the supervisor killed the run; it fails, the spawner lives on
             self._finish(rec, req, "error", error=f"kimi-acp stopped the run: {type(exc).__name__}: {exc}", exit_code=None, state=state)
@@ -435,6 +512,10 @@ class Spawner:
             status, error = ("rate_limited" if state.rate_limited else "error"), outcome.killed_reason.removeprefix("fatal: ")
         else:
             status, error = summary.status, summary.error
+        if status == "timeout":
+            error = f"{error}{_retry_hint(retries)}"
+        if transcript["error"]:
+            error = f"{error}; {transcript['error']}" if error else str(transcript["error"])
         self._finish(rec, req, status, error=error, exit_code=outcome.exit_code, state=state, summary=summary,
                      started=outcome.started_at, ended=outcome.ended_at)
         # Descendants that left the process group (setsid) still carry KIMI_ACP_RUN_ID: no orphan survives.
@@ -471,22 +552,34 @@ class Spawner:
             result.transcript = None
         entries = outbox_entries(result, self.config.settings, expects_completion=req.expectsCompletionMessage)
         # The result is committed (with its deliveries) before anyone is told.
-        self.store.finish_run(
-            rec.run_id,
-            status=status,
-            exit_code=exit_code,
-            result_text=result.result,
-            error=error,
-            usage=result.usage,
-            cost_usd=result.costUsd,
-            duration_ms=duration,
-            claude_session_id=result.sessionId,
-            num_turns=result.numTurns,
-            outbox=entries,
-        )
-        self.store.close_transcript(rec.run_id)
-        if req.cleanup == "delete":
-            self.store.transcript_path(rec.run_id).unlink(missing_ok=True)
+        try:
+            self.store.finish_run(
+                rec.run_id,
+                status=status,
+                exit_code=exit_code,
+                result_text=result.result,
+                error=error,
+                usage=result.usage,
+                cost_usd=result.costUsd,
+                duration_ms=duration,
+                claude_session_id=result.sessionId,
+                num_turns=result.numTurns,
+                outbox=entries,
+            )
+        except (sqlite3.Error, OSError) as exc:
+            # The database cannot take it (disk full, I/O error): the waiter still gets the result,
+            # with what failed; the row stays active and is recorded lost when this process is gone.
+            import sys
+
+            why = f"the result could not be saved to {self.store.db_path}: {type(exc).__name__}: {exc}"
+            print(f"kimi-acp: run {rec.run_id}: {redact(why)}", file=sys.stderr)
+            result = replace(result, error=f"{error}; {why}" if error else why)
+        try:
+            self.store.close_transcript(rec.run_id)
+            if req.cleanup == "delete":
+                self.store.transcript_path(rec.run_id).unlink(missing_ok=True)
+        except OSError:
+            pass
         rec.status = status
         self._mine.add(rec.run_id)
         self._results[rec.run_id] = result

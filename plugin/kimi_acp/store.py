@@ -18,6 +18,7 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -247,6 +248,52 @@ def _private_file(path: Path) -> None:
         os.close(fd)
 
 
+# --------------------------------------------------------------------------- state dir problems
+
+
+def check_state_dir(path: Path) -> None:
+    """One-line errors (naming the path and the fix) for a state dir that cannot work."""
+    from .errors import StateDirError
+
+    fix = "or set KIMI_ACP_STATE_DIR to another directory"
+    if path.is_symlink() and not path.exists():
+        target = os.readlink(path)
+        raise StateDirError(f"state dir {path} is a symlink to {target}, which does not exist; "
+                            f"create it (mkdir -m 700 {target}), remove the link, {fix}")
+    if path.exists() and not path.is_dir():
+        raise StateDirError(f"state dir {path} is a file, not a directory; move it away, {fix}")
+    for parent in path.parents:  # a file in the way further up
+        if parent.exists():
+            if not parent.is_dir():
+                raise StateDirError(f"state dir {path} cannot be created: {parent} is a file; move it away, {fix}")
+            break
+
+
+def _state_dir_error(path: Path, exc: OSError) -> Exception:
+    from .errors import StateDirError
+
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return StateDirError(f"state dir {path} is not writable ({exc.strerror}); make it writable "
+                             "(chmod u+w, or remount read-write), or set KIMI_ACP_STATE_DIR to a writable directory")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StateDirError(f"state dir {path}: {exc.strerror}; free some space there, or set KIMI_ACP_STATE_DIR elsewhere")
+    return StateDirError(f"state dir {path} cannot be used: {exc.strerror or exc} ({getattr(exc, 'filename', None) or path}); "
+                         "fix it, or set KIMI_ACP_STATE_DIR to another directory")
+
+
+def _database_error(db: Path, exc: sqlite3.DatabaseError) -> Exception:
+    from .errors import StateDirError
+
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return StateDirError(f"{db} is read-only ({text}); make it and its directory writable, "
+                             "or set KIMI_ACP_STATE_DIR to a writable directory")
+    if "disk is full" in text or "disk I/O" in text:
+        return StateDirError(f"{db}: {text}; free some space (or fix the disk) there, or set KIMI_ACP_STATE_DIR elsewhere")
+    return StateDirError(f"{db} is not a kimi-acp database ({text}); move it away "
+                         f"(mv {db} {db}.broken) and a new one is made, losing the run history")
+
+
 # --------------------------------------------------------------------------- the store
 
 
@@ -262,16 +309,24 @@ class Store:
         self._lock = threading.RLock()
         self._transcripts: dict[str, IO[str]] = {}
         self._transcript_lock = threading.Lock()
-        _private_dir(self.state_dir)
-        _private_file(self.db_path)  # SQLite gives -wal and -shm the db file's mode
+        check_state_dir(self.state_dir)
+        try:
+            _private_dir(self.state_dir)
+            _private_file(self.db_path)  # SQLite gives -wal and -shm the db file's mode
+        except OSError as exc:
+            raise _state_dir_error(self.state_dir, exc) from None
         self._conn = sqlite3.connect(
             str(self.db_path), timeout=5.0, isolation_level=None, check_same_thread=False
         )
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA busy_timeout = 5000")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across a crash of the process (kill -9); FULL would add an fsync per commit
-        self._migrate()
+        try:
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA busy_timeout = 5000")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across a crash of the process (kill -9); FULL would add an fsync per commit
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise _database_error(self.db_path, exc) from None
 
     # -- plumbing
 

@@ -354,14 +354,21 @@ class ProcessSlots:
     def cap(self, key: str) -> int:
         return max(1, self.caps.get(key, self.default))
 
-    def try_acquire(self, key: str) -> int | None:
-        """An fd holding a free slot of ``key``, or ``None`` if all are taken."""
+    def _folder(self, key: str) -> Path:
         folder = self.directory / re.sub(r"[^A-Za-z0-9_.-]", "_", key)
-        if not folder.is_dir():
-            for d in (self.directory, folder):  # private, like the rest of the state dir
+        if not (folder / "queue").is_dir():
+            for d in (self.directory, folder, folder / "queue"):  # private, like the rest of the state dir
                 if not d.is_dir():
                     d.mkdir(parents=True, exist_ok=True)
                     os.chmod(d, 0o700)
+        return folder
+
+    def try_acquire(self, key: str, *, _ticket: str | None = None) -> int | None:
+        """An fd holding a free slot of ``key``, or ``None`` if all are taken — or if another
+        process is already waiting for one (first come, first served across processes)."""
+        folder = self._folder(key)
+        if not self._first_in_line(folder, _ticket):
+            return None
         for i in range(self.cap(key)):
             fd = os.open(folder / f"{i}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
@@ -372,12 +379,55 @@ class ProcessSlots:
             return fd
         return None
 
+    @staticmethod
+    def _first_in_line(folder: Path, ticket: str | None) -> bool:
+        """No live waiter's ticket is older than ``ticket`` (or than now, for ``None``). A ticket
+        is a file its waiter holds an exclusive flock on; a dead waiter's ticket is removed."""
+        queue = folder / "queue"
+        try:
+            names = sorted(os.listdir(queue))
+        except FileNotFoundError:
+            return True
+        for name in names:
+            if ticket is not None and name >= ticket:
+                return True
+            try:
+                fd = os.open(queue / name, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # a live waiter came first
+            else:
+                try:
+                    os.unlink(queue / name)  # its waiter died
+                except FileNotFoundError:
+                    pass
+            finally:
+                os.close(fd)
+        return True
+
     async def acquire(self, key: str) -> int:
-        while True:
-            fd = self.try_acquire(key)
-            if fd is not None:
-                return fd
-            await anyio.sleep(self.poll)
+        fd = self.try_acquire(key)
+        if fd is not None:
+            return fd
+        folder = self._folder(key)
+        ticket = f"{time.time_ns():020d}-{os.getpid()}-{id(object()):x}"
+        tfd = os.open(folder / "queue" / ticket, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(tfd, fcntl.LOCK_EX)
+            while True:
+                fd = self.try_acquire(key, _ticket=ticket)
+                if fd is not None:
+                    return fd
+                await anyio.sleep(self.poll)
+        finally:
+            try:
+                os.unlink(folder / "queue" / ticket)
+            except FileNotFoundError:
+                pass
+            os.close(tfd)
 
     @staticmethod
     def release(fd: int) -> None:

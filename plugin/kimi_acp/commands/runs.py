@@ -23,8 +23,27 @@ EXIT_BY_STATUS = {"ok": 0, "error": 1, "lost": 1, "rate_limited": 75, "timeout":
 EXIT_REFUSED = 2
 
 
+def _task_from_args(args: Any) -> str:
+    """The task text; bytes that are not UTF-8 are a one-line usage error, not a pydantic one."""
+    from ..errors import ConfigError
+
+    if args.task == "-":
+        raw = sys.stdin.buffer.read()
+        where = "the task on stdin"
+    else:
+        raw = os.fsencode(args.task)  # argv bytes as given (undecodable ones kept by surrogateescape)
+        where = "the task argument"
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{where} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "convert it first, e.g. iconv -f LATIN1 -t UTF-8"
+        ) from None
+
+
 def _request_from_args(args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    task = sys.stdin.read() if args.task == "-" else args.task
+    task = _task_from_args(args)
     env: dict[str, str] = {}
     for item in args.env:
         name, sep, value = item.partition("=")
