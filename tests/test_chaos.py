@@ -377,3 +377,44 @@ async def test_200_spawns_through_a_cap_of_2(tmp_path: Path, gw: GatewayStub) ->
     assert not any(is_alive(p) for p in daemons)
     assert not any(pids_carrying_run_id(i) for i in ids[-5:])
     assert_no_stuck_rows()
+
+
+# --------------------------------------------------------------------------- the ACP door
+
+
+@pytest.mark.e2e
+@pytest.mark.asyncio
+async def test_kill_9_of_the_acp_server(tmp_path: Path, claude_bin: str) -> None:
+    """`kimi-acp acp` killed with SIGKILL mid-run: the real Claude Code (waiting on a hung
+    stub) and everything it started are gone within seconds, and the run is recorded lost —
+    with no other kimi-acp command running."""
+    import asyncio
+
+    import acp
+    from acp.schema import ClientCapabilities
+    from test_acp import Recorder, Rig
+
+    from kimi_acp.stub.server import StubServer
+
+    with StubServer(key="sk-kimi-test0000000000000000000000000000abcd") as stub:
+        rig = Rig(tmp_path, claude_bin, stub)
+        async with acp.spawn_agent_process(Recorder(), KIMI_ACP, "acp", env=rig.env, cwd=str(rig.work)) as (conn, proc):
+            await conn.initialize(protocol_version=acp.PROTOCOL_VERSION, client_capabilities=ClientCapabilities())
+            session = await conn.new_session(cwd=str(rig.work), mcp_servers=[])
+            pending = asyncio.create_task(
+                conn.prompt(session_id=session.session_id, prompt=[acp.text_block("wait forever [[stub:hang]]")])
+            )
+            deadline = time.monotonic() + 60
+            while not stub.messages_requests():
+                assert time.monotonic() < deadline, "Claude Code never called the stub"
+                await asyncio.sleep(0.05)
+            [run] = rig.runs()
+            assert pids_carrying_run_id(run["run_id"]) and run["pgid"]
+            proc.kill()
+            await asyncio.wait_for(proc.wait(), 10)
+            with pytest.raises((acp.RequestError, ConnectionError, asyncio.TimeoutError)):
+                await asyncio.wait_for(pending, 5)
+        assert_no_process_left(run["run_id"], run["pgid"], [])
+        with Store(rig.state) as store:
+            wait_until_sync(lambda: store.get_run(run["run_id"]).status == "lost", 15, "the run recorded lost")
+        assert_no_stuck_rows()

@@ -13,6 +13,7 @@ stream-json`` in the ways the supervisor cares about. Behaviour is chosen by arg
   --mode long-line     print one line of --mb MB, then the result
   --mode fatal-401     init, an api_retry 401 line, then sleep --seconds
   --mode no-read       never read stdin, sleep --seconds, then the result
+  --mode retrying      init, two api_retry lines of a backend that does not answer, sleep --seconds
 
 Flags for every mode:
   --grandchild         also start `sleep 300` in the same process group
@@ -183,6 +184,13 @@ def main() -> int:
         out.write(b"\n")
         out.flush()
         result("long")
+    elif mode == "retrying":
+        init()
+        for attempt in (1, 2):
+            emit({"type": "system", "subtype": "api_retry", "attempt": attempt, "max_retries": 10,
+                  "retry_delay_ms": 500, "error_status": None, "error": "Connection error."})
+        time.sleep(a.seconds)
+        result("never got here")
     elif mode == "fatal-401":
         init()
         emit({"type": "system", "subtype": "api_retry", "attempt": 1, "max_retries": 10,
