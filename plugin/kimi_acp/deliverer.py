@@ -4,8 +4,9 @@ A supervisor (``kimi-acp spawn``, the ``--no-wait`` worker, ``kimi-acp acp``, an
 of the :class:`~kimi_acp.spawn.Spawner`) commits each result with its outbox rows and
 delivers them itself while it lives. The deliverer is what outlives it:
 
-- **retries** every undelivered outbox item (gateway down, 5xx, timeout, a ``lost`` notice)
-  with backoff (1, 2, 4 … 300 s) until it is delivered or expires
+- **retries** every undelivered outbox item whose supervisor is gone (gateway down, 5xx,
+  timeout, a ``lost`` notice; a live supervisor retries its own) with backoff (1, 2, 4 … 300 s)
+  until it is delivered or expires
   (:data:`~kimi_acp.report.DELIVERY_EXPIRY`, recorded on the item with its last error);
 - **notices dead supervisors** within :data:`POLL` seconds (their runs' owner pid is gone),
   marks their runs ``lost``, has their processes killed and queues the ``lost`` report —
@@ -158,7 +159,7 @@ async def serve(state_dir: Path, config_path: str | None, lock_fd: int, log: Any
             lost = await anyio.to_thread.run_sync(recover_runs, store, settings)
             for rec in lost:
                 log(f"run {rec.run_id} lost: {rec.error}")
-            delivered, failed = await flush_outbox(store, reporter)
+            delivered, failed = await flush_outbox(store, reporter, only=lambda item: _orphaned(store, item))
             if delivered or failed:
                 log(f"delivered {delivered}, failed {failed}")
             for item in store.outbox_expire(time.time() - DELIVERY_EXPIRY, f"expired after {DELIVERY_EXPIRY / 3600:g} h undelivered"):
@@ -192,6 +193,19 @@ async def serve(state_dir: Path, config_path: str | None, lock_fd: int, log: Any
     finally:
         await reporter.aclose()
         store.close()
+
+
+def _orphaned(store: Any, item: Any) -> bool:
+    """An item is ours to deliver once the process that ran its run is gone (a live supervisor
+    delivers its own results, with its own retries, for as long as it lives)."""
+    from .errors import RunNotFoundError
+    from .store import _owner_alive
+
+    try:
+        rec = store.get_run(item.run_id)
+    except RunNotFoundError:
+        return True
+    return not _owner_alive(rec.owner_pid, rec.owner_start)
 
 
 def _write_pid(fd: int) -> None:

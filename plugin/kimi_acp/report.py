@@ -236,11 +236,12 @@ class GatewayReporter:
         await self._client.aclose()
 
 
-async def flush_outbox(store: Any, reporter: GatewayReporter, *, now: float | None = None) -> tuple[int, int]:
-    """Try every due outbox item once. Returns (delivered, failed)."""
+async def flush_outbox(store: Any, reporter: GatewayReporter, *, now: float | None = None,
+                       only: Any = None) -> tuple[int, int]:
+    """Try every due outbox item once (those ``only(item)`` accepts, if given). Returns (delivered, failed)."""
     delivered = failed = 0
     for item in store.outbox_due(now):
-        if item.target != GATEWAY_TARGET:
+        if item.target != GATEWAY_TARGET or (only is not None and not only(item)):
             continue
         # Claim it first: another kimi-acp process flushing the same state dir must not post it too.
         # An item whose claimant died mid-delivery is taken over (it may have been received:
