@@ -332,6 +332,20 @@ def test_gateway_down_then_back(cli_factory: Any, gw: GatewayStub) -> None:
     assert_no_stuck_rows()
 
 
+def test_the_no_wait_worker_retries_a_failing_gateway(cli_factory: Any, gw: GatewayStub) -> None:
+    gw.fail_status, gw.fail_next = 500, 2
+    cli = cli_factory("ok", "--text", "from the worker", no_wait=True)
+    code, out, err = cli.finish(60)
+    assert code == 0, err
+    run_id = json.loads(out)["runId"]
+    got = assert_delivered_once(gw, run_id, "completed successfully")
+    assert "from the worker" in got.body["message"] and gw.failures == 2
+    with Store() as store:
+        owner = store.get_run(run_id).owner_pid
+    assert owner and owner != cli.proc.pid  # the worker ran (and retried) it, not the CLI
+    assert_no_stuck_rows()
+
+
 # --------------------------------------------------------------------------- load
 
 

@@ -35,7 +35,7 @@ from .report import GatewayReporter, RunResult, flush_outbox, outbox_entries
 #: A run's transcript stops (with a marker line) at this size; the result is unaffected.
 MAX_TRANSCRIPT_BYTES = 64 * 2**20
 #: The largest task accepted (UTF-8 bytes): it is stored with the run and written to stdin.
-MAX_TASK_BYTES = 2**20
+MAX_TASK_BYTES = 2 * 2**20
 
 
 def _transcript_failed(store: Any, run_id: str, exc: OSError) -> str:
