@@ -224,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config")
     p.add_argument("--idle-exit", type=float, default=IDLE_EXIT)
     args = p.parse_args(argv)
+    try:
+        os.nice(5)  # delivery is never urgent next to a running harness (and our imports compete with its boot)
+    except OSError:
+        pass
     state = Path(args.state_dir)
     try:
         lock_fd = _try_lock(state / LOCK_NAME)
@@ -232,10 +236,6 @@ def main(argv: list[str] | None = None) -> int:
     if lock_fd is None:
         return 0  # one runs already
     _write_pid(lock_fd)
-    try:
-        os.nice(5)  # delivery is never urgent next to a running harness
-    except OSError:
-        pass
     log = _Log(state / LOG_NAME)
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     import anyio

@@ -62,8 +62,8 @@ __all__ = [
 #: escaped descendants by it.
 RUN_ID_ENV = "KIMI_ACP_RUN_ID"
 
-#: The reaper script (stdlib only, run with ``python -I -S``).
-REAPER = str(Path(__file__).with_name("reaper.py"))
+#: The ``-c`` program that starts a reaper (stdlib only, run with ``python -I -S``).
+REAPER = __import__("kimi_acp.reaper", fromlist=["BOOT"]).BOOT.format(path=str(Path(__file__).resolve().parents[1]))
 #: Sent to a reaper: "kill every process of the run now" (see :mod:`kimi_acp.reaper`).
 REAPER_KILL_ALL = signal.SIGUSR2
 
@@ -163,7 +163,7 @@ def launch_argv(argv: list[str], env: Mapping[str, str], cwd: str | None = None)
     if not reaper_enabled():
         return list(argv)
     program = _resolve_program(argv[0], env, cwd)
-    return [sys.executable, "-I", "-S", REAPER, str(os.getpid()), program, *argv]
+    return [sys.executable, "-I", "-S", "-c", REAPER, str(os.getpid()), program, *argv]
 
 
 def is_reaper(pid: int) -> bool:
@@ -172,7 +172,7 @@ def is_reaper(pid: int) -> bool:
             parts = f.read().split(b"\0")
     except OSError:
         return False
-    return len(parts) > 3 and parts[3] == REAPER.encode()
+    return len(parts) > 4 and parts[3] == b"-c" and parts[4] == REAPER.encode()
 
 
 def _check_pgid(pgid: int) -> None:
