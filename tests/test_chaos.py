@@ -432,3 +432,22 @@ async def test_kill_9_of_the_acp_server(tmp_path: Path, claude_bin: str) -> None
         with Store(rig.state) as store:
             wait_until_sync(lambda: store.get_run(run["run_id"]).status == "lost", 15, "the run recorded lost")
         assert_no_stuck_rows()
+
+
+def test_a_killed_deliverer_is_replaced_while_runs_are_active(cli_factory: Any, gw: GatewayStub) -> None:
+    from kimi_acp.deliverer import running_pid
+
+    cli = cli_factory(*SLEEPER)
+    rec, kids = cli.running_with_kids()
+    try:
+        first = wait_until_sync(lambda: running_pid(cli.store.state_dir), 15, "the deliverer")
+        os.kill(first, signal.SIGKILL)
+        second = wait_until_sync(lambda: (p := running_pid(cli.store.state_dir)) and p != first and p, 15,
+                                 "a new deliverer")
+        assert is_alive(second)
+        cli.kill9()  # and the new one does the deliverer's job
+        assert_no_process_left(rec.run_id, rec.pgid, kids)
+        assert_delivered_once(gw, rec.run_id, "lost")
+        assert_no_stuck_rows()
+    finally:
+        _cleanup(kids)

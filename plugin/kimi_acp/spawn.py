@@ -613,12 +613,18 @@ class Spawner:
         return self._supervisor.cancel(run_id)
 
     async def _cancel_watch(self) -> None:
-        """Honour ``kimi-acp kill`` from other processes: it sets cancel_requested in the store."""
+        """Honour ``kimi-acp kill`` from other processes: it sets cancel_requested in the store.
+        Also keeps a deliverer running while runs are active (one that was killed is replaced)."""
         while True:
             await anyio.sleep(0.5)
+            active = False
             for run_id, event in list(self._events.items()):
-                if not event.is_set() and self._supervisor.status(run_id) and self._cancel_requested(run_id):
-                    self._supervisor.cancel(run_id)
+                if not event.is_set():
+                    active = True
+                    if self._supervisor.status(run_id) and self._cancel_requested(run_id):
+                        self._supervisor.cancel(run_id)
+            if active:
+                self._ensure_deliverer()
 
     async def _outbox_loop(self) -> None:
         assert self._reporter is not None and self._outbox_wakeup is not None
