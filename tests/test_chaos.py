@@ -451,3 +451,37 @@ def test_a_killed_deliverer_is_replaced_while_runs_are_active(cli_factory: Any, 
         assert_no_stuck_rows()
     finally:
         _cleanup(kids)
+
+
+@pytest.mark.e2e
+def test_kill_9_of_spawn_running_the_real_claude_code(tmp_path: Path, gw: GatewayStub, claude_bin: str) -> None:
+    """The hostile user's case, with the real Claude Code waiting on a hung backend: kill -9 of
+    `kimi-acp spawn --session K` leaves nothing running, and the session is told `lost`."""
+    from kimi_acp.stub.server import StubServer
+
+    with StubServer(key=KEY) as stub:
+        home = tmp_path / "home"
+        home.mkdir()
+        write_config(tmp_path, base_url=stub.base_url, harness={"command": claude_bin}, gateway_url=gw.url)
+        proc = subprocess.Popen(
+            [KIMI_ACP, "spawn", "wait forever [[stub:hang]]", "--agent", "coder", "--session", REQUESTER],
+            env={**os.environ, "HOME": str(home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            wait_until_sync(stub.messages_requests, 60, "Claude Code to call the stub")
+            with Store() as store:
+                (rec,) = store.list_runs()
+            carriers = pids_carrying_run_id(rec.run_id)
+            assert rec.status == "running" and rec.pgid and carriers
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            t0 = time.monotonic()
+            assert_no_process_left(rec.run_id, rec.pgid, carriers)
+            assert time.monotonic() - t0 < 5
+            assert_delivered_once(gw, rec.run_id, "lost")
+            assert_no_stuck_rows()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
