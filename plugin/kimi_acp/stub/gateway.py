@@ -28,6 +28,15 @@ class Delivery:
     received_at: float = field(default_factory=time.time)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return  # a client that went away (killed mid-request, closed its keep-alive): not news
+        super().handle_error(request, client_address)
+
+
 class GatewayStub:
     def __init__(self, *, token: str | None = "hooks-token-local", host: str = "127.0.0.1", port: int = 0) -> None:
         self.token = token
@@ -101,7 +110,7 @@ class GatewayStub:
                 return self._answer(200, {"ok": True, "runId": str(uuid.uuid4())})
 
         self._release = threading.Event()
-        server = ThreadingHTTPServer((self.host, self.port), Handler)
+        server = _QuietServer((self.host, self.port), Handler)
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
