@@ -139,6 +139,12 @@ class Spawner:
 
     Everything is injectable for embedding hosts and tests: the loaded config, the
     store, the plugin manager, the parent environment, the gateway transport.
+
+    Durability (see docs/durability.md): every run is started under a reaper, so its processes
+    die with it and with this process, even on SIGKILL; accepting a run makes sure the detached
+    deliverer of the state dir runs (``deliverer=False`` or ``KIMI_ACP_NO_DELIVERER=1`` for a
+    host that delivers itself); leaving the ``async with`` waits up to ``flush_timeout`` seconds
+    for this spawner's results to be delivered, and leaves the rest to the deliverer.
     """
 
     def __init__(

@@ -136,7 +136,7 @@ class ProcessOutcome:
 
 def reaper_enabled() -> bool:
     """The reaper needs Linux's ``prctl``; ``KIMI_ACP_NO_REAPER=1`` turns it off."""
-    return sys.platform.startswith("linux") and not os.environ.get("KIMI_ACP_NO_REAPER")
+    return sys.platform.startswith("linux") and bool(sys.executable) and not os.environ.get("KIMI_ACP_NO_REAPER")
 
 
 def _resolve_program(program: str, env: Mapping[str, str], cwd: str | None) -> str:
