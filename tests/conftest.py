@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ TEST_KEY = "sk-kimi-test0000000000000000000000000000abcd"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     for name in list(os.environ):
         if name.startswith(_CLEARED_PREFIXES) or name in _CLEARED:
             monkeypatch.delenv(name, raising=False)
@@ -30,7 +31,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("KIMI_ACP_STATE_DIR", str(state))
     monkeypatch.setenv("OPENCLAW_CONFIG_PATH", str(tmp_path / "openclaw.json"))
     monkeypatch.setenv("KIMI_ACP_DISABLE_ENTRYPOINTS", "1")
-    return tmp_path
+    yield tmp_path
+    # A spawner starts the detached deliverer of its state dir; it must not outlive the test.
+    from kimi_acp.deliverer import stop_deliverer
+
+    stop_deliverer(state)
 
 
 def _find_claude() -> str | None:

@@ -116,3 +116,56 @@ async def test_cancel_while_waiting_for_a_slot(tmp_path: Path) -> None:
     again = slots.try_acquire("kimi")
     assert again is not None  # released: nothing leaked by the cancelled waiter
     slots.release(again)
+
+
+WAITER = """
+import sys, time
+sys.path.insert(0, {plugin!r})
+import anyio
+from kimi_acp.supervisor import ProcessSlots
+
+async def main():
+    slots = ProcessSlots({slots!r}, {{"kimi": 1}}, poll=0.01)
+    print("waiting", flush=True)
+    fd = await slots.acquire("kimi")
+    with open({log!r}, "a") as f:
+        f.write(sys.argv[1] + "\\n")
+    time.sleep(0.2)
+    slots.release(fd)
+
+anyio.run(main)
+"""
+
+
+def test_waiters_in_different_processes_are_served_first_come_first_served(tmp_path: Path) -> None:
+    """Processes that queue for a busy backend get it in the order they asked for it."""
+    import kimi_acp
+
+    slots = ProcessSlots(tmp_path / "slots", {"kimi": 1})
+    held = slots.try_acquire("kimi")
+    assert held is not None
+    log = tmp_path / "order.log"
+    script = WAITER.format(plugin=str(Path(kimi_acp.__file__).parents[1]), slots=str(tmp_path / "slots"), log=str(log))
+    queue = tmp_path / "slots" / "kimi" / "queue"
+    waiters = []
+    try:
+        for name in ("first", "second", "third", "fourth"):
+            w = subprocess.Popen([sys.executable, "-c", script, name], stdout=subprocess.PIPE)
+            waiters.append(w)
+            assert w.stdout is not None and w.stdout.readline().strip() == b"waiting"
+            deadline = time.monotonic() + 20
+            while len(os.listdir(queue)) < len(waiters):  # its ticket is taken: it is in line
+                assert time.monotonic() < deadline, "the waiter never queued"
+                time.sleep(0.01)
+        slots.release(held)
+        for w in waiters:
+            assert w.wait(timeout=30) == 0
+    finally:
+        for w in waiters:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+            if w.stdout:
+                w.stdout.close()
+    assert log.read_text().split() == ["first", "second", "third", "fourth"]
+    assert os.listdir(queue) == []

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import anyio
 import pytest
 
+from kimi_acp.supervisor import reaper_enabled
 from kimi_acp.supervisor import (
     RUN_ID_ENV,
     ProcessOutcome,
@@ -107,7 +108,9 @@ async def test_ok_run_delivers_every_line() -> None:
     events = [json.loads(line) for line in lines]
     assert [e["type"] for e in events] == ["system", "assistant", "result"]
     assert events[0]["run_id"] == "ok-1"  # KIMI_ACP_RUN_ID reached the child
-    assert events[0]["pid"] == out.pid == started.pid == started.pgid == out.pgid
+    assert out.pid == started.pid == started.pgid == out.pgid
+    # The harness runs under its reaper (the started process), in the reaper's group.
+    assert events[0]["pid"] != out.pid or not reaper_enabled()
     assert events[2]["result"] == "hi there" and events[2]["is_error"] is False
     assert out.started_at is not None and out.started_at <= out.ended_at
     assert out.duration is not None and out.duration < 5
@@ -342,7 +345,7 @@ async def test_grandchild_left_after_normal_exit_is_killed() -> None:
 
 
 async def test_setsid_grandchild_is_killed_by_kill_run_processes() -> None:
-    sup = make_supervisor(grace=GRACE)
+    sup = make_supervisor(grace=GRACE, reaper=False)  # without the reaper, only the environ finds it
     lines: list[str] = []
     out = await sup.run(spec(f"esc-1-{UNIQUE}", "ok", "--setsid-grandchild"), on_line=lines.append)
     assert out.exit_code == 0

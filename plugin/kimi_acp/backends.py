@@ -78,6 +78,17 @@ class Backend:
         """The backend's API key, or :class:`MissingKeyError` naming the variable to set."""
         if self.api_key and not _VAR_REF.match(self.api_key):
             return self.api_key
+        ref = _VAR_REF.match(self.api_key) if self.api_key else None
+        if ref:  # the config names the variable: that one, and no silent fallback to another key
+            value = environ.get(ref.group(1))
+            if value:
+                return value
+            others = [n for n in self.api_key_env if n != ref.group(1)]
+            also = f"; kimi-acp does not fall back to {', '.join(others)}" if others else ""
+            raise MissingKeyError(
+                f"no API key for backend '{self.name}': its apiKey is \"${{{ref.group(1)}}}\" and "
+                f"{ref.group(1)} is not set; set {ref.group(1)}{also}"
+            )
         for name in self.key_variables():
             value = environ.get(name)
             if value:

@@ -54,3 +54,11 @@ class HarnessConfigError(KimiAcpError):
     without ``allowRootBypass``); says which setting to change."""
 
     exit_code = 2
+
+
+class StateDirError(KimiAcpError):
+    """Raised when the state dir (``$KIMI_ACP_STATE_DIR``, default ``~/.openclaw/kimi-acp``) or
+    its database cannot be used: a file or a dangling symlink in its place, read-only, a
+    corrupt ``runs.sqlite3``. Names the path and the fix."""
+
+    exit_code = 2

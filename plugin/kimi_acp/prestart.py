@@ -96,7 +96,7 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
     from .environment import build_child_env
     from .harness.command import build_argv, permission_args
     from .routing import check_agent, default_target, resolve
-    from .supervisor import RUN_ID_ENV, ProcessSlots
+    from .supervisor import RUN_ID_ENV, ProcessSlots, launch_argv
 
     environ = dict(os.environ)
     cfg = load_config(config_path, environ=environ)
@@ -105,6 +105,9 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
     session = context.get("requesterSessionKey")
     if agent:
         check_agent(cfg, agent)
+    from .targets import check_target
+
+    check_target(cfg, request.get("agentId") or default_target(cfg))  # an unknown target starts nothing
     stored = None
     if session:
         from .sessions import SessionModels
@@ -153,8 +156,9 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
             slots.release(slot_fd)
             raise
     try:
+        env = {**child.env, RUN_ID_ENV: run_id}
         process = await anyio.open_process(
-            argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, env={**child.env, RUN_ID_ENV: run_id}, cwd=cwd,
+            launch_argv(argv, env, cwd), stdin=PIPE, stdout=PIPE, stderr=PIPE, env=env, cwd=cwd,
             start_new_session=True,
         )
     except BaseException:

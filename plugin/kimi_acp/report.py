@@ -19,6 +19,10 @@ from .redact import redact
 
 GATEWAY_TARGET = "openclaw-gateway"
 CLAIM_LEASE = 60.0  # seconds an outbox item is reserved by the process delivering it
+#: A result not delivered within this long after it was committed stops being retried; the
+#: item keeps its last error and says it expired (``kimi-acp ps`` still shows the run).
+DELIVERY_EXPIRY = 7 * 24 * 3600.0
+BACKOFF_CAP = 300.0
 
 _STATUS_TEXT = {
     "ok": "completed successfully",
@@ -189,7 +193,7 @@ def outbox_entries(r: RunResult, settings: Any, *, expects_completion: bool = Tr
     return [(GATEWAY_TARGET, {"url": url, "body": gateway_payload(r, deliver=gw.deliver)})]
 
 
-def backoff(attempts: int, base: float = 1.0, cap: float = 300.0) -> float:
+def backoff(attempts: int, base: float = 1.0, cap: float = BACKOFF_CAP) -> float:
     """Seconds before the next delivery attempt: 1, 2, 4, … capped at 5 minutes."""
     return min(cap, base * 2.0 ** min(max(0, attempts), 30))
 
@@ -205,6 +209,7 @@ class GatewayReporter:
         headers = {"content-type": "application/json"}
         if token:
             headers["authorization"] = f"Bearer {token}"
+        self.timeout = timeout
         self._client = httpx.AsyncClient(timeout=timeout, transport=transport, headers=headers)
 
     async def deliver(self, payload: dict[str, Any]) -> str | None:
@@ -218,8 +223,12 @@ class GatewayReporter:
             resp = await self._client.post(url, json=payload["body"])
         except KimiAcpError as exc:
             return str(exc)
+        except httpx.TimeoutException as exc:
+            return f"{type(exc).__name__}: the gateway at {payload.get('url')} did not answer within {self.timeout:g} s"
+        except httpx.ConnectError as exc:
+            return f"{type(exc).__name__}: cannot connect to the gateway at {payload.get('url')}: {redact(str(exc)) or 'refused'}"
         except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {redact(str(exc))}"
+            return f"{type(exc).__name__}: {redact(str(exc)) or 'no details'} ({payload.get('url')})"
         if 200 <= resp.status_code < 300:
             return None
         return f"HTTP {resp.status_code}: {redact(resp.text[:200])}"
@@ -228,16 +237,27 @@ class GatewayReporter:
         await self._client.aclose()
 
 
-async def flush_outbox(store: Any, reporter: GatewayReporter, *, now: float | None = None) -> tuple[int, int]:
-    """Try every due outbox item once. Returns (delivered, failed)."""
+async def flush_outbox(store: Any, reporter: GatewayReporter, *, now: float | None = None,
+                       only: Any = None) -> tuple[int, int]:
+    """Try every due outbox item once (those ``only(item)`` accepts, if given). Returns (delivered, failed)."""
     delivered = failed = 0
     for item in store.outbox_due(now):
-        if item.target != GATEWAY_TARGET:
+        if item.target != GATEWAY_TARGET or (only is not None and not only(item)):
             continue
         # Claim it first: another kimi-acp process flushing the same state dir must not post it too.
-        if not store.outbox_claim(item.id, lease=CLAIM_LEASE, now=now):
+        # An item whose claimant died mid-delivery is taken over (it may have been received:
+        # the gateway deduplicates by idempotencyKey).
+        stale = item.claimed_by if item.next_attempt_at > (time.time() if now is None else now) else None
+        if not store.outbox_claim(item.id, lease=CLAIM_LEASE, now=now, steal_from=stale):
             continue
-        err = await reporter.deliver(item.payload)
+        try:
+            err = await reporter.deliver(item.payload)
+        except BaseException:  # cancelled mid-POST (the process is stopping): hand the item back at once
+            import anyio
+
+            with anyio.CancelScope(shield=True):
+                store.outbox_release(item.id, "delivery interrupted: the delivering process stopped")
+            raise
         if err is None:
             store.outbox_mark_delivered(item.id)
             delivered += 1

@@ -1,12 +1,13 @@
 """The pydantic model of kimi-acp's own config section, ``plugins.entries.kimi-acp.config``.
 
-Strict (``extra="forbid"``): a typo in our section is an error that names the key.
+Strict (``extra="forbid"``, ``strict=True``): a typo in our section is an error that names the
+key, and a value of the wrong type is one too (``"8"`` is not a number, ``true`` is not 1).
 ``manifest.json``'s ``configSchema`` is generated from :class:`KimiAcpSettings`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -16,7 +17,7 @@ MIN_TIMEOUT_MS = 120_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 class BackendSettings(_Strict):
@@ -50,7 +51,9 @@ class RouteSettings(_Strict):
 class LimitSettings(_Strict):
     maxConcurrent: int = Field(8, ge=1, description="Runs at once over all backends (OpenClaw's default is 8).")
     backendMaxConcurrent: int = Field(2, ge=1, description="Default runs at once per backend.")
-    perBackend: dict[str, int] = Field(default_factory=dict, description="Per-backend overrides of backendMaxConcurrent.")
+    perBackend: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description="Per-backend overrides of backendMaxConcurrent (each at least 1)."
+    )
     runTimeoutSeconds: int = Field(1800, ge=0, description="Default wall-clock limit of a run; 0 means none.")
     graceSeconds: float = Field(5.0, ge=0, le=120, description="Wait between SIGTERM and SIGKILL.")
 

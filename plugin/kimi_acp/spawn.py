@@ -14,7 +14,10 @@ before it goes back to the session that asked (:mod:`.report`).
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import sqlite3
 import time
 import uuid
 from dataclasses import replace
@@ -23,11 +26,43 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import KimiAcpError, MissingKeyError, SpawnBlocked, UnknownNameError
 from .redact import redact
 from .report import GatewayReporter, RunResult, flush_outbox, outbox_entries
+
+#: A run's transcript stops (with a marker line) at this size; the result is unaffected.
+MAX_TRANSCRIPT_BYTES = 64 * 2**20
+#: The largest task accepted (UTF-8 bytes): it is stored with the run and written to stdin.
+MAX_TASK_BYTES = 2 * 2**20
+
+
+def _transcript_failed(store: Any, run_id: str, exc: OSError) -> str:
+    """A transcript write failed: stop writing it, and on a full disk remove it so the
+    database still has room for the result. Returns what to say in the run's error."""
+    path = store.transcript_path(run_id)
+    try:
+        store.close_transcript(run_id)
+    except OSError:
+        pass
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        return f"the transcript could not be written ({exc.strerror}: {path}) and was removed to keep room for the result"
+    return f"the transcript could not be written ({exc.strerror or exc}: {path}); it stops there"
+
+
+def _retry_hint(retries: list[str]) -> str:
+    """For a timed-out run: what the transcript says about API retries (a dead backend)."""
+    if retries:
+        last = retries[-1]
+        return (f"; Claude Code retried the API {len(retries)} times (last: {last}) — is the backend up? "
+                "see `kimi-acp logs RUN_ID`")
+    return ""
+
 
 ACCEPTED_NOTE = "initial ACP task queued in isolated session; kimi-acp reports the result back to the requester session"
 
@@ -45,7 +80,7 @@ class SpawnRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    task: str = Field(min_length=1)
+    task: str = Field(min_length=1, description=f"the task, at most {MAX_TASK_BYTES} bytes of UTF-8")
     runtime: Literal["subagent", "acp"] = "subagent"
     label: str | None = None
     taskName: str | None = Field(None, pattern=r"^[a-z][a-z0-9_-]{0,63}$")
@@ -62,6 +97,22 @@ class SpawnRequest(BaseModel):
     thread: bool | None = None
     attachments: list[Attachment] = Field(default_factory=list, max_length=50)
     env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("task")
+    @classmethod
+    def _a_real_task(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the task is empty (only whitespace); say what Claude Code should do")
+        try:
+            size = len(v.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError("the task is not valid UTF-8 text; convert it to UTF-8") from None
+        if size > MAX_TASK_BYTES:
+            raise ValueError(
+                f"the task is {size} bytes, more than the {MAX_TASK_BYTES} allowed; "
+                "put the details in a file in the run's cwd and point the task at it"
+            )
+        return v
 
 
 class SpawnContext(BaseModel):
@@ -88,6 +139,12 @@ class Spawner:
 
     Everything is injectable for embedding hosts and tests: the loaded config, the
     store, the plugin manager, the parent environment, the gateway transport.
+
+    Durability (see docs/durability.md): every run is started under a reaper, so its processes
+    die with it and with this process, even on SIGKILL; accepting a run makes sure the detached
+    deliverer of the state dir runs (``deliverer=False`` or ``KIMI_ACP_NO_DELIVERER=1`` for a
+    host that delivers itself); leaving the ``async with`` waits up to ``flush_timeout`` seconds
+    for this spawner's results to be delivered, and leaves the rest to the deliverer.
     """
 
     def __init__(
@@ -100,6 +157,8 @@ class Spawner:
         environ: Mapping[str, str] | None = None,
         gateway_transport: Any = None,
         recover: bool = True,
+        deliverer: bool | None = None,
+        flush_timeout: float = 3.0,
     ) -> None:
         from .config import load_config
         from .plugins import get_plugin_manager
@@ -114,6 +173,15 @@ class Spawner:
             store = Store()
         self.store = store
         self._recover = recover
+        self._config_path = config_path
+        # The detached deliverer (kimi_acp.deliverer) outlives this process: it retries what is
+        # not delivered when we exit and records our runs lost if we die. Off with
+        # KIMI_ACP_NO_DELIVERER=1, or deliverer=False for a host that delivers itself.
+        from .deliverer import disabled
+
+        self._deliverer = (not disabled(self.environ) and not disabled()) if deliverer is None else deliverer
+        self._flush_timeout = flush_timeout
+        self._mine: set[str] = set()  # runs this spawner finished: flushed before it exits
         self._gateway_transport = gateway_transport
         self._events: dict[str, anyio.Event] = {}
         self._results: dict[str, RunResult] = {}
@@ -169,6 +237,7 @@ class Spawner:
         self._closing = True  # runs accepted but not yet started are cancelled, not started
         try:
             await self._supervisor.aclose()
+            await self._flush_before_exit()
             self._tg.cancel_scope.cancel()
             try:
                 return await self._tg.__aexit__(*exc)
@@ -185,6 +254,36 @@ class Spawner:
                 self.pm.unregister(self._harness)
             if self._own_store:
                 self.store.close()
+
+    async def _flush_before_exit(self) -> None:
+        """Whoever commits a result sees it delivered: wait (at most ``flush_timeout`` seconds)
+        until the results of the runs this spawner finished are delivered; what is left goes
+        to the deliverer, which outlives us."""
+        if not self._mine:
+            return
+        if self._reporter is not None:
+            # Shielded: a Ctrl-C or a cancelled host scope still gets its result out (bounded).
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self._flush_timeout):
+                while any(item.run_id in self._mine for item in self.store.outbox_pending()):
+                    await self.flush_outbox()  # due items; one in flight in the outbox loop is waited for
+                    await anyio.sleep(0.01)
+        if self.store.outbox_pending():
+            self._ensure_deliverer()
+
+    def _ensure_deliverer(self) -> None:
+        if not self._deliverer:
+            return
+        from .deliverer import ensure_deliverer
+
+        config_path = self._config_path
+        if config_path is None and getattr(self.config, "exists", False):
+            config_path = self.config.path
+        try:
+            ensure_deliverer(self.store.state_dir, environ=self.environ, config_path=config_path)
+        except OSError as exc:  # the run goes on; only a crash of this process would be noticed later
+            import sys
+
+            print(f"kimi-acp: cannot start the deliverer: {exc}", file=sys.stderr)
 
     # ------------------------------------------------------------------ the front
     async def spawn(
@@ -205,7 +304,8 @@ class Spawner:
             req = request if isinstance(request, SpawnRequest) else SpawnRequest.model_validate(dict(request))
             ctx = context if isinstance(context, SpawnContext) else SpawnContext.model_validate(dict(context or {}))
         except ValidationError as exc:
-            msg = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors())
+            msg = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg'].removeprefix('Value error, ')}"
+                            for e in exc.errors())
             return error_answer("spawn_failed", f"invalid spawn request: {msg}")
         if req.runtime != "acp":
             return {"status": "ignored", "reason": f"runtime '{req.runtime}' is OpenClaw's own; kimi-acp acts on runtime='acp' only"}
@@ -218,6 +318,7 @@ class Spawner:
             spec.process, spec.slot_fd = prestarted.adopt()
         req = prepared["request"]  # as rewritten by kimi_acp_before_spawn hooks
         self._events[rec.run_id] = anyio.Event()
+        self._ensure_deliverer()  # it records the run lost and reports it if this process dies
         self._tg.start_soon(self._run, rec, spec, req, prepared["route"])
         return {
             "status": "accepted",
@@ -290,6 +391,9 @@ class Spawner:
                 raise hook_error
             if ctx.requesterAgentId:
                 check_agent(self.config, ctx.requesterAgentId)
+            from .targets import check_target
+
+            check_target(self.config, target)
             stored = None
             if ctx.requesterSessionKey:
                 from .sessions import SessionModels
@@ -382,20 +486,42 @@ class Spawner:
             store.update_run(rec.run_id, status="running", pid=pid, pgid=pgid, started_at=rec.started_at)
             hook.kimi_acp_run_event(run=rec, event={"type": "status", "status": "running", "pid": pid})
 
+        transcript: dict[str, Any] = {"bytes": 0, "error": None, "capped": False}
+        retries: list[str] = []
+
         def on_line(line: str) -> str | None:
-            store.append_transcript(rec.run_id, line)
+            if transcript["error"] is None and not transcript["capped"]:
+                transcript["bytes"] += len(line) + 1
+                try:
+                    if transcript["bytes"] > MAX_TRANSCRIPT_BYTES:
+                        transcript["capped"] = True
+                        store.append_transcript(rec.run_id, json.dumps({
+                            "type": "kimi-acp", "subtype": "transcript_truncated",
+                            "message": f"the transcript stops here: it reached {MAX_TRANSCRIPT_BYTES // 2**20} MB"}))
+                    else:
+                        store.append_transcript(rec.run_id, line)
+                except OSError as exc:  # disk full, I/O error: the run goes on, its result is kept
+                    transcript["error"] = _transcript_failed(store, rec.run_id, exc)
             event = state.feed(line)
             if state.claude_code_version and rec.claude_code_version is None:
                 rec.claude_code_version = state.claude_code_version
                 store.update_run(rec.run_id, claude_code_version=rec.claude_code_version)
             if event is not None:
+                if getattr(event, "subtype", None) == "api_retry":
+                    status_ = getattr(event, "error_status", None)
+                    retries.append(f"{'HTTP ' + str(status_) if status_ else 'no answer'}"
+                                   + (f", {event.error}" if getattr(event, "error", None) else ""))  # type: ignore[union-attr]
                 hook.kimi_acp_run_event(run=rec, event=event)
             return state.fatal
 
         try:
             outcome = await self._supervisor.run(spec, on_line=on_line, on_started=on_started)
-        except OSError as exc:  # the harness could not be started: this run fails, the spawner lives on
-            self._finish(rec, req, "error", error=f"cannot start the harness {spec.argv[0]!r}: {exc}", exit_code=None, state=state)
+        except OSError as exc:
+            if rec.started_at is None:  # the harness could not be started: this run fails, the spawner lives on
+                msg = f"cannot start the harness {spec.argv[0]!r}: {exc}"
+            else:  # it ran; something of ours failed (the store, the disk): say so, not "cannot start"
+                msg = f"kimi-acp stopped the run: {type(exc).__name__}: {exc}"
+            self._finish(rec, req, "error", error=msg, exit_code=None, state=state)
             return
         except Exception as exc:  # a hook or callback failed: the supervisor killed the run; it fails, the spawner lives on
             self._finish(rec, req, "error", error=f"kimi-acp stopped the run: {type(exc).__name__}: {exc}", exit_code=None, state=state)
@@ -414,6 +540,10 @@ class Spawner:
             status, error = ("rate_limited" if state.rate_limited else "error"), outcome.killed_reason.removeprefix("fatal: ")
         else:
             status, error = summary.status, summary.error
+        if status == "timeout":
+            error = f"{error}{_retry_hint(retries)}"
+        if transcript["error"]:
+            error = f"{error}; {transcript['error']}" if error else str(transcript["error"])
         self._finish(rec, req, status, error=error, exit_code=outcome.exit_code, state=state, summary=summary,
                      started=outcome.started_at, ended=outcome.ended_at)
         # Descendants that left the process group (setsid) still carry KIMI_ACP_RUN_ID: no orphan survives.
@@ -450,27 +580,40 @@ class Spawner:
             result.transcript = None
         entries = outbox_entries(result, self.config.settings, expects_completion=req.expectsCompletionMessage)
         # The result is committed (with its deliveries) before anyone is told.
-        self.store.finish_run(
-            rec.run_id,
-            status=status,
-            exit_code=exit_code,
-            result_text=result.result,
-            error=error,
-            usage=result.usage,
-            cost_usd=result.costUsd,
-            duration_ms=duration,
-            claude_session_id=result.sessionId,
-            num_turns=result.numTurns,
-            outbox=entries,
-        )
-        self.store.close_transcript(rec.run_id)
+        try:
+            self.store.finish_run(
+                rec.run_id,
+                status=status,
+                exit_code=exit_code,
+                result_text=result.result,
+                error=error,
+                usage=result.usage,
+                cost_usd=result.costUsd,
+                duration_ms=duration,
+                claude_session_id=result.sessionId,
+                num_turns=result.numTurns,
+                outbox=entries,
+            )
+        except (sqlite3.Error, OSError) as exc:
+            # The database cannot take it (disk full, I/O error): the waiter still gets the result,
+            # with what failed; the row stays active and is recorded lost when this process is gone.
+            import sys
+
+            why = f"the result could not be saved to {self.store.db_path}: {type(exc).__name__}: {exc}"
+            print(f"kimi-acp: run {rec.run_id}: {redact(why)}", file=sys.stderr)
+            result = replace(result, error=f"{error}; {why}" if error else why)
         from .harness.override import remove_override
 
         remove_override(self.store.state_dir, rec.run_id)  # the run's --settings file holds its key
         self._overridden.discard(rec.run_id)
-        if req.cleanup == "delete":
-            self.store.transcript_path(rec.run_id).unlink(missing_ok=True)
+        try:
+            self.store.close_transcript(rec.run_id)
+            if req.cleanup == "delete":
+                self.store.transcript_path(rec.run_id).unlink(missing_ok=True)
+        except OSError:
+            pass
         rec.status = status
+        self._mine.add(rec.run_id)
         self._results[rec.run_id] = result
         try:
             if req.expectsCompletionMessage:
@@ -502,12 +645,18 @@ class Spawner:
         return self._supervisor.cancel(run_id)
 
     async def _cancel_watch(self) -> None:
-        """Honour ``kimi-acp kill`` from other processes: it sets cancel_requested in the store."""
+        """Honour ``kimi-acp kill`` from other processes: it sets cancel_requested in the store.
+        Also keeps a deliverer running while runs are active (one that was killed is replaced)."""
         while True:
             await anyio.sleep(0.5)
+            active = False
             for run_id, event in list(self._events.items()):
-                if not event.is_set() and self._supervisor.status(run_id) and self._cancel_requested(run_id):
-                    self._supervisor.cancel(run_id)
+                if not event.is_set():
+                    active = True
+                    if self._supervisor.status(run_id) and self._cancel_requested(run_id):
+                        self._supervisor.cancel(run_id)
+            if active:
+                self._ensure_deliverer()
 
     async def _outbox_loop(self) -> None:
         assert self._reporter is not None and self._outbox_wakeup is not None

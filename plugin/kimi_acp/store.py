@@ -18,6 +18,7 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -151,6 +152,10 @@ class OutboxItem:
     next_attempt_at: float
     delivered_at: float | None
     last_error: str | None
+    #: ``"pid:start"`` of the process delivering it right now (its lease); ``None`` when unclaimed.
+    claimed_by: str | None = None
+    #: When delivery was given up (see :meth:`Store.outbox_expire`); ``None`` while it is retried.
+    expired_at: float | None = None
 
 
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(RunRecord))
@@ -182,8 +187,11 @@ _OUTBOX_DDL = """CREATE TABLE IF NOT EXISTS outbox (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL,
     delivered_at REAL,
-    last_error TEXT
+    last_error TEXT,
+    claimed_by TEXT,
+    expired_at REAL
 )"""
+_OUTBOX_ADDED = {"claimed_by": "TEXT", "expired_at": "REAL"}  # columns newer than the first outbox
 
 
 def _record_from_row(row: sqlite3.Row) -> RunRecord:
@@ -203,7 +211,23 @@ def _outbox_from_row(row: sqlite3.Row) -> OutboxItem:
         id=row["id"], run_id=row["run_id"], target=row["target"], payload=json.loads(row["payload"]),
         created_at=row["created_at"], attempts=row["attempts"], next_attempt_at=row["next_attempt_at"],
         delivered_at=row["delivered_at"], last_error=row["last_error"],
+        claimed_by=row["claimed_by"], expired_at=row["expired_at"],
     )
+
+
+def _owner_token() -> str:
+    pid, start = current_owner()
+    return f"{pid}:{start}"
+
+
+def _token_alive(token: str | None) -> bool:
+    if not token:
+        return False
+    pid, _, start = token.partition(":")
+    try:
+        return _owner_alive(int(pid), start or None)
+    except ValueError:
+        return False
 
 
 # --------------------------------------------------------------------------- files
@@ -225,6 +249,52 @@ def _private_file(path: Path) -> None:
         os.close(fd)
 
 
+# --------------------------------------------------------------------------- state dir problems
+
+
+def check_state_dir(path: Path) -> None:
+    """One-line errors (naming the path and the fix) for a state dir that cannot work."""
+    from .errors import StateDirError
+
+    fix = "or set KIMI_ACP_STATE_DIR to another directory"
+    if path.is_symlink() and not path.exists():
+        target = os.readlink(path)
+        raise StateDirError(f"state dir {path} is a symlink to {target}, which does not exist; "
+                            f"create it (mkdir -m 700 {target}), remove the link, {fix}")
+    if path.exists() and not path.is_dir():
+        raise StateDirError(f"state dir {path} is a file, not a directory; move it away, {fix}")
+    for parent in path.parents:  # a file in the way further up
+        if parent.exists():
+            if not parent.is_dir():
+                raise StateDirError(f"state dir {path} cannot be created: {parent} is a file; move it away, {fix}")
+            break
+
+
+def _state_dir_error(path: Path, exc: OSError) -> Exception:
+    from .errors import StateDirError
+
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return StateDirError(f"state dir {path} is not writable ({exc.strerror}); make it writable "
+                             "(chmod u+w, or remount read-write), or set KIMI_ACP_STATE_DIR to a writable directory")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StateDirError(f"state dir {path}: {exc.strerror}; free some space there, or set KIMI_ACP_STATE_DIR elsewhere")
+    return StateDirError(f"state dir {path} cannot be used: {exc.strerror or exc} ({getattr(exc, 'filename', None) or path}); "
+                         "fix it, or set KIMI_ACP_STATE_DIR to another directory")
+
+
+def _database_error(db: Path, exc: sqlite3.DatabaseError) -> Exception:
+    from .errors import StateDirError
+
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return StateDirError(f"{db} is read-only ({text}); make it and its directory writable, "
+                             "or set KIMI_ACP_STATE_DIR to a writable directory")
+    if "disk is full" in text or "disk I/O" in text:
+        return StateDirError(f"{db}: {text}; free some space (or fix the disk) there, or set KIMI_ACP_STATE_DIR elsewhere")
+    return StateDirError(f"{db} is not a kimi-acp database ({text}); move it away "
+                         f"(mv {db} {db}.broken) and a new one is made, losing the run history")
+
+
 # --------------------------------------------------------------------------- the store
 
 
@@ -240,16 +310,24 @@ class Store:
         self._lock = threading.RLock()
         self._transcripts: dict[str, IO[str]] = {}
         self._transcript_lock = threading.Lock()
-        _private_dir(self.state_dir)
-        _private_file(self.db_path)  # SQLite gives -wal and -shm the db file's mode
+        check_state_dir(self.state_dir)
+        try:
+            _private_dir(self.state_dir)
+            _private_file(self.db_path)  # SQLite gives -wal and -shm the db file's mode
+        except OSError as exc:
+            raise _state_dir_error(self.state_dir, exc) from None
         self._conn = sqlite3.connect(
             str(self.db_path), timeout=5.0, isolation_level=None, check_same_thread=False
         )
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA busy_timeout = 5000")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across a crash of the process (kill -9); FULL would add an fsync per commit
-        self._migrate()
+        try:
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA busy_timeout = 5000")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across a crash of the process (kill -9); FULL would add an fsync per commit
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise _database_error(self.db_path, exc) from None
 
     # -- plumbing
 
@@ -281,6 +359,10 @@ class Store:
             db.execute("CREATE INDEX IF NOT EXISTS runs_status ON runs(status)")
             db.execute("CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at)")
             db.execute(_OUTBOX_DDL)
+            have = {row["name"] for row in db.execute("PRAGMA table_info(outbox)")}
+            for name, kind in _OUTBOX_ADDED.items():
+                if name not in have:
+                    db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
             db.execute("CREATE INDEX IF NOT EXISTS outbox_due ON outbox(delivered_at, next_attempt_at)")
 
     def _clean(self, value: Any) -> Any:
@@ -409,33 +491,69 @@ class Store:
             )
 
     def outbox_due(self, now: float | None = None, limit: int = 50) -> list[OutboxItem]:
-        """Undelivered items whose next attempt is due, oldest due first."""
+        """Undelivered, unexpired items whose next attempt is due, oldest due first — and
+        items claimed by a process that has died since (its lease would otherwise hold them)."""
         now = time.time() if now is None else now
         rows = self._query(
-            "SELECT * FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= ? "
+            "SELECT * FROM outbox WHERE delivered_at IS NULL AND expired_at IS NULL AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at, id LIMIT ?",
             (now, limit),
         )
-        return [_outbox_from_row(r) for r in rows]
+        held = self._query(
+            "SELECT * FROM outbox WHERE delivered_at IS NULL AND expired_at IS NULL AND next_attempt_at > ? "
+            "AND claimed_by IS NOT NULL ORDER BY id LIMIT ?",
+            (now, limit),
+        )
+        orphaned = [r for r in held if not _token_alive(r["claimed_by"])]
+        return [_outbox_from_row(r) for r in [*orphaned, *rows]][:limit]
 
-    def outbox_claim(self, item_id: int, *, lease: float = 60.0, now: float | None = None) -> bool:
-        """Reserve a due item for ``lease`` seconds; False if another process got it first."""
+    def outbox_claim(self, item_id: int, *, lease: float = 60.0, now: float | None = None,
+                     steal_from: str | None = None) -> bool:
+        """Reserve a due item for ``lease`` seconds; False if another process got it first.
+        ``steal_from`` (the ``claimed_by`` of a dead process) takes over an item whose lease
+        that process can no longer honour."""
         now = time.time() if now is None else now
         with self._tx() as db:
             return db.execute(
-                "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND delivered_at IS NULL AND next_attempt_at <= ?",
-                (now + lease, item_id, now),
+                "UPDATE outbox SET next_attempt_at = ?, claimed_by = ? WHERE id = ? AND delivered_at IS NULL "
+                "AND expired_at IS NULL AND (next_attempt_at <= ? OR (claimed_by IS ? AND ? IS NOT NULL))",
+                (now + lease, _owner_token(), item_id, now, steal_from, steal_from),
             ).rowcount == 1
+
+    def outbox_release(self, item_id: int, error: str, next_attempt_at: float | None = None) -> None:
+        """Give a claimed item back without counting a try (the delivering process is stopping)."""
+        self._outbox_update(
+            item_id, "claimed_by = NULL, last_error = ?, next_attempt_at = ?",
+            (self._redact(error), time.time() if next_attempt_at is None else next_attempt_at),
+        )
 
     def outbox_mark_delivered(self, item_id: int) -> None:
         """The item was delivered; ``attempts`` counts this (successful) try too."""
-        self._outbox_update(item_id, "delivered_at = ?, attempts = attempts + 1", (time.time(),))
+        self._outbox_update(item_id, "delivered_at = ?, attempts = attempts + 1, claimed_by = NULL", (time.time(),))
 
     def outbox_mark_failed(self, item_id: int, error: str, next_attempt_at: float) -> None:
         """A delivery try failed: count it, keep the (redacted) error, and schedule the next try."""
         self._outbox_update(
-            item_id, "attempts = attempts + 1, last_error = ?, next_attempt_at = ?", (self._redact(error), next_attempt_at)
+            item_id, "attempts = attempts + 1, last_error = ?, next_attempt_at = ?, claimed_by = NULL",
+            (self._redact(error), next_attempt_at),
         )
+
+    def outbox_expire(self, created_before: float, reason: str) -> list[OutboxItem]:
+        """Give up on undelivered items created before ``created_before``: they stop being retried,
+        keep their last error, and record ``reason``. Returns the items expired."""
+        now = time.time()
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT * FROM outbox WHERE delivered_at IS NULL AND expired_at IS NULL AND created_at < ?",
+                (created_before,),
+            ).fetchall()
+            for row in rows:
+                last = row["last_error"] or "never attempted"
+                db.execute(
+                    "UPDATE outbox SET expired_at = ?, claimed_by = NULL, last_error = ? WHERE id = ?",
+                    (now, self._redact(f"{reason} (last error: {last})"), row["id"]),
+                )
+        return [_outbox_from_row(r) for r in rows]
 
     def _outbox_update(self, item_id: int, sets: str, params: Sequence[Any]) -> None:
         with self._tx() as db:
@@ -443,8 +561,8 @@ class Store:
                 raise KeyError(f"no outbox item {item_id} in {self.db_path}")
 
     def outbox_pending(self, run_id: str | None = None) -> list[OutboxItem]:
-        """Every undelivered item (due or not), optionally of one run."""
-        sql = "SELECT * FROM outbox WHERE delivered_at IS NULL"
+        """Every undelivered item still being retried (due or not), optionally of one run."""
+        sql = "SELECT * FROM outbox WHERE delivered_at IS NULL AND expired_at IS NULL"
         params: tuple[Any, ...] = ()
         if run_id is not None:
             sql += " AND run_id = ?"

@@ -7,7 +7,9 @@ gives back a :class:`ProcessOutcome`. Along the way it
 - queues runs FIFO behind two limits: a per-backend cap (taken first, so runs that
   wait for a busy backend hold no global slot) and a global cap;
 - starts each run in its own session and process group (``start_new_session``, so
-  ``pgid == pid``) with ``KIMI_ACP_RUN_ID=<run_id>`` added to its environment;
+  ``pgid == pid``) with ``KIMI_ACP_RUN_ID=<run_id>`` added to its environment, under a
+  :mod:`~kimi_acp.reaper` (on Linux): a tiny parent that is the run's child subreaper and
+  kills every descendant when the harness exits or the supervisor dies (even by SIGKILL);
 - writes the task to stdin in a task (a child that never reads cannot deadlock us)
   and reads stdout and stderr concurrently, handing each stdout line to a callback;
 - ends a run on its timeout, on :meth:`Supervisor.cancel`, when the line callback
@@ -23,12 +25,15 @@ runs are cheap. Methods are not thread-safe: call them from the event loop threa
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import inspect
 import math
 import os
 import re
+import shutil
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,11 +54,18 @@ __all__ = [
     "alive_in_group",
     "kill_process_group",
     "kill_run_processes",
+    "launch_argv",
+    "reaper_enabled",
 ]
 
 #: The variable every supervised child gets; :func:`kill_run_processes` finds
 #: escaped descendants by it.
 RUN_ID_ENV = "KIMI_ACP_RUN_ID"
+
+#: The ``-c`` program that starts a reaper (stdlib only, run with ``python -I -S``).
+REAPER = __import__("kimi_acp.reaper", fromlist=["BOOT"]).BOOT.format(path=str(Path(__file__).resolve().parents[1]))
+#: Sent to a reaper: "kill every process of the run now" (see :mod:`kimi_acp.reaper`).
+REAPER_KILL_ALL = signal.SIGUSR2
 
 _STDERR_TAIL = 8 * 1024
 _CHUNK = 65536
@@ -120,6 +132,47 @@ class ProcessOutcome:
 # --------------------------------------------------------------------------- #
 # Process-group helpers (also used by crash recovery and by tests)
 # --------------------------------------------------------------------------- #
+
+
+def reaper_enabled() -> bool:
+    """The reaper needs Linux's ``prctl``; ``KIMI_ACP_NO_REAPER=1`` turns it off."""
+    return sys.platform.startswith("linux") and bool(sys.executable) and not os.environ.get("KIMI_ACP_NO_REAPER")
+
+
+def _resolve_program(program: str, env: Mapping[str, str], cwd: str | None) -> str:
+    """The file ``execvp`` would run for ``program``, or the ``OSError`` it would raise."""
+    if "/" in program:
+        path = program if os.path.isabs(program) or cwd is None else os.path.join(cwd, program)
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
+        return os.path.abspath(path)
+    found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    return found
+
+
+def launch_argv(argv: list[str], env: Mapping[str, str], cwd: str | None = None) -> list[str]:
+    """The argv that starts ``argv`` under a reaper (or ``argv`` itself when the reaper is off).
+
+    Raises ``OSError`` as starting the program would (missing, not executable), so a bad
+    harness path fails at once, not as a reaper exit status. The process must be started
+    with ``start_new_session=True`` from the thread that outlives it (see :mod:`.reaper`)."""
+    if not reaper_enabled():
+        return list(argv)
+    program = _resolve_program(argv[0], env, cwd)
+    return [sys.executable, "-I", "-S", "-c", REAPER, str(os.getpid()), program, *argv]
+
+
+def is_reaper(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            parts = f.read().split(b"\0")
+    except OSError:
+        return False
+    return len(parts) > 4 and parts[3] == b"-c" and parts[4] == REAPER.encode()
 
 
 def _check_pgid(pgid: int) -> None:
@@ -218,6 +271,13 @@ def kill_run_processes(run_id: str, pgid: int | None) -> int:
     victims: set[int] = set()
     if pgid is not None:
         _check_pgid(pgid)
+        if pgid != os.getpgrp() and is_reaper(pgid):
+            # The run's reaper knows every descendant, escaped ones included: let it kill them.
+            try:
+                os.kill(pgid, REAPER_KILL_ALL)
+                _wait_dead({pgid}, timeout=3.0)
+            except (ProcessLookupError, PermissionError):
+                pass
         if pgid != os.getpgrp():
             victims.update(alive_in_group(pgid))
     victims.update(_pids_with_run_ids({run_id}))
@@ -294,14 +354,21 @@ class ProcessSlots:
     def cap(self, key: str) -> int:
         return max(1, self.caps.get(key, self.default))
 
-    def try_acquire(self, key: str) -> int | None:
-        """An fd holding a free slot of ``key``, or ``None`` if all are taken."""
+    def _folder(self, key: str) -> Path:
         folder = self.directory / re.sub(r"[^A-Za-z0-9_.-]", "_", key)
-        if not folder.is_dir():
-            for d in (self.directory, folder):  # private, like the rest of the state dir
+        if not (folder / "queue").is_dir():
+            for d in (self.directory, folder, folder / "queue"):  # private, like the rest of the state dir
                 if not d.is_dir():
                     d.mkdir(parents=True, exist_ok=True)
                     os.chmod(d, 0o700)
+        return folder
+
+    def try_acquire(self, key: str, *, _ticket: str | None = None) -> int | None:
+        """An fd holding a free slot of ``key``, or ``None`` if all are taken — or if another
+        process is already waiting for one (first come, first served across processes)."""
+        folder = self._folder(key)
+        if not self._first_in_line(folder, _ticket):
+            return None
         for i in range(self.cap(key)):
             fd = os.open(folder / f"{i}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
@@ -312,12 +379,55 @@ class ProcessSlots:
             return fd
         return None
 
+    @staticmethod
+    def _first_in_line(folder: Path, ticket: str | None) -> bool:
+        """No live waiter's ticket is older than ``ticket`` (or than now, for ``None``). A ticket
+        is a file its waiter holds an exclusive flock on; a dead waiter's ticket is removed."""
+        queue = folder / "queue"
+        try:
+            names = sorted(os.listdir(queue))
+        except FileNotFoundError:
+            return True
+        for name in names:
+            if ticket is not None and name >= ticket:
+                return True
+            try:
+                fd = os.open(queue / name, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # a live waiter came first
+            else:
+                try:
+                    os.unlink(queue / name)  # its waiter died
+                except FileNotFoundError:
+                    pass
+            finally:
+                os.close(fd)
+        return True
+
     async def acquire(self, key: str) -> int:
-        while True:
-            fd = self.try_acquire(key)
-            if fd is not None:
-                return fd
-            await anyio.sleep(self.poll)
+        fd = self.try_acquire(key)
+        if fd is not None:
+            return fd
+        folder = self._folder(key)
+        ticket = f"{time.time_ns():020d}-{os.getpid()}-{id(object()):x}"
+        tfd = os.open(folder / "queue" / ticket, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(tfd, fcntl.LOCK_EX)
+            while True:
+                fd = self.try_acquire(key, _ticket=ticket)
+                if fd is not None:
+                    return fd
+                await anyio.sleep(self.poll)
+        finally:
+            try:
+                os.unlink(folder / "queue" / ticket)
+            except FileNotFoundError:
+                pass
+            os.close(tfd)
 
     @staticmethod
     def release(fd: int) -> None:
@@ -385,7 +495,9 @@ class Supervisor:
     descendant that escaped the group may hold them open). ``sweep_escaped``
     kills, after every run, any process that still carries the run's
     ``KIMI_ACP_RUN_ID`` (one ``/proc`` scan, in a worker thread, shared by runs
-    that end together).
+    that end together). ``reaper`` (default: on Linux unless ``KIMI_ACP_NO_REAPER``)
+    starts each process under :mod:`kimi_acp.reaper`, so nothing of a run survives the
+    run's end or the death of this process, whatever signal ends it.
     """
 
     def __init__(
@@ -399,6 +511,7 @@ class Supervisor:
         drain_timeout: float = 2.0,
         sweep_escaped: bool = True,
         slots: ProcessSlots | None = None,
+        reaper: bool | None = None,
     ) -> None:
         if max_concurrent < 1 or default_backend_cap < 1:
             raise ValueError("max_concurrent and default_backend_cap must be at least 1")
@@ -414,6 +527,7 @@ class Supervisor:
         self._drain_timeout = drain_timeout
         self._sweep_escaped = sweep_escaped
         self._slots = slots
+        self._reaper = reaper_enabled() if reaper is None else reaper
         # Limiters are created lazily: they must be made inside the event loop.
         self._global: anyio.CapacityLimiter | None = None
         self._backends: dict[str, anyio.CapacityLimiter] = {}
@@ -613,7 +727,7 @@ class Supervisor:
         # process that already exists.
         with anyio.CancelScope(shield=True):
             process = spec.process or await anyio.open_process(
-                spec.argv,
+                launch_argv(spec.argv, env, spec.cwd) if self._reaper else spec.argv,
                 stdin=PIPE,
                 stdout=PIPE,
                 stderr=PIPE,
@@ -688,6 +802,14 @@ class Supervisor:
         kill_process_group(pgid, signal.SIGTERM)
         with anyio.move_on_after(self._grace):
             await process.wait()
+        if process.returncode is None and is_reaper(process.pid):
+            # The reaper SIGKILLs every descendant (escaped ones too), then exits like the harness.
+            try:
+                os.kill(process.pid, REAPER_KILL_ALL)
+            except ProcessLookupError:
+                pass
+            with anyio.move_on_after(3.0):
+                await process.wait()
         kill_process_group(pgid, signal.SIGKILL)
         await process.wait()
 

@@ -13,12 +13,15 @@ stream-json`` in the ways the supervisor cares about. Behaviour is chosen by arg
   --mode long-line     print one line of --mb MB, then the result
   --mode fatal-401     init, an api_retry 401 line, then sleep --seconds
   --mode no-read       never read stdin, sleep --seconds, then the result
+  --mode retrying      init, two api_retry lines of a backend that does not answer, sleep --seconds
 
 Flags for every mode:
   --grandchild         also start `sleep 300` in the same process group
   --setsid-grandchild  also start `sleep 300` in a new session (escapes the group)
   --escaped-holds-stdout  ... and let that one inherit stdout/stderr (holds the pipes open)
   --stderr-kb N        write N KB to stderr first
+  --daemon             also start a real daemon: fork, setsid, fork again, and exec `sleep 300`
+                       with an EMPTY environment (no KIMI_ACP_RUN_ID, not in any group of the run)
 Grandchildren are reported on a line {"type":"fake","grandchildren":[...],"escaped":[...]}.
 """
 
@@ -70,6 +73,29 @@ def start_sleeper(*, escape: bool, hold_pipes: bool = True) -> int:
     return proc.pid
 
 
+def start_daemon() -> int:
+    """The classic daemon dance; returns the daemon's pid (reported back through a pipe)."""
+    r, w = os.pipe()
+    first = os.fork()
+    if first == 0:
+        os.close(r)
+        os.setsid()
+        second = os.fork()
+        if second == 0:
+            os.write(w, str(os.getpid()).encode())
+            os.close(w)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.execve("/bin/sleep", ["sleep", "300"], {})
+        os._exit(0)
+    os.close(w)
+    os.waitpid(first, 0)
+    pid = int(os.read(r, 32).decode())
+    os.close(r)
+    return pid
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--mode", default="ok")
@@ -81,6 +107,7 @@ def main() -> int:
     p.add_argument("--setsid-grandchild", action="store_true")
     p.add_argument("--escaped-holds-stdout", action="store_true")
     p.add_argument("--stderr-kb", type=int, default=0)
+    p.add_argument("--daemon", action="store_true")
     a = p.parse_args()
 
     if a.mode == "trap-term":
@@ -97,8 +124,9 @@ def main() -> int:
         kids.append(start_sleeper(escape=False))
     if a.setsid_grandchild:
         escaped.append(start_sleeper(escape=True, hold_pipes=a.escaped_holds_stdout))
-    if kids or escaped:
-        emit({"type": "fake", "grandchildren": kids, "escaped": escaped})
+    daemons = [start_daemon()] if a.daemon else []
+    if kids or escaped or daemons:
+        emit({"type": "fake", "grandchildren": kids, "escaped": escaped, "daemons": daemons})
 
     mode = a.mode
     if mode in ("ok", "grandchild"):
@@ -156,6 +184,13 @@ def main() -> int:
         out.write(b"\n")
         out.flush()
         result("long")
+    elif mode == "retrying":
+        init()
+        for attempt in (1, 2):
+            emit({"type": "system", "subtype": "api_retry", "attempt": attempt, "max_retries": 10,
+                  "retry_delay_ms": 500, "error_status": None, "error": "Connection error."})
+        time.sleep(a.seconds)
+        result("never got here")
     elif mode == "fatal-401":
         init()
         emit({"type": "system", "subtype": "api_retry", "attempt": 1, "max_retries": 10,

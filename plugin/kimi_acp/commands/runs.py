@@ -2,7 +2,9 @@
 
 Exit codes of ``spawn`` and ``wait``: 0 ok; 1 error or lost; 2 the spawn was refused
 (bad request, unknown agent or model, missing key or binary, blocked); 75 rate
-limited (try again later); 124 timeout; 130 cancelled.
+limited (try again later); 124 timeout; 130 cancelled. A foreground ``spawn`` that gets
+SIGINT, SIGTERM or SIGHUP cancels its run (whole process group, recorded ``cancelled``,
+result delivered) and exits 128 + the signal number: 130, 143, 129.
 """
 
 from __future__ import annotations
@@ -21,8 +23,27 @@ EXIT_BY_STATUS = {"ok": 0, "error": 1, "lost": 1, "rate_limited": 75, "timeout":
 EXIT_REFUSED = 2
 
 
+def _task_from_args(args: Any) -> str:
+    """The task text; bytes that are not UTF-8 are a one-line usage error, not a pydantic one."""
+    from ..errors import ConfigError
+
+    if args.task == "-":
+        raw = sys.stdin.buffer.read()
+        where = "the task on stdin"
+    else:
+        raw = os.fsencode(args.task)  # argv bytes as given (undecodable ones kept by surrogateescape)
+        where = "the task argument"
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{where} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "convert it first, e.g. iconv -f LATIN1 -t UTF-8"
+        ) from None
+
+
 def _request_from_args(args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    task = sys.stdin.read() if args.task == "-" else args.task
+    task = _task_from_args(args)
     env: dict[str, str] = {}
     for item in args.env:
         name, sep, value = item.partition("=")
@@ -158,7 +179,67 @@ def spawn(args: Any) -> int:
     return anyio.run(_spawn_and_wait, request, context, args)
 
 
+#: Signals that cancel a foreground spawn (and the --no-wait worker's run) like Ctrl-C does.
+CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def unwrap(group: BaseExceptionGroup) -> BaseException:
+    """The one exception a task group wrapped (so the CLI's one-line error handling sees it)."""
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        group = group.exceptions[0]  # type: ignore[assignment]
+    return group
+
+
+class SignalCancel:
+    """Turns SIGINT/SIGTERM/SIGHUP into a cancel of the run (SIGTERM to its group, grace,
+    SIGKILL), recorded ``cancelled``; a second signal stops waiting for the grace."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.spawner: Any = None
+        self.run_id: str | None = None
+        self.scope: Any = None
+
+    async def watch(self, *, task_status: Any) -> None:
+        import anyio
+
+        with anyio.open_signal_receiver(*CANCEL_SIGNALS) as signals:
+            task_status.started()
+            async for signum in signals:
+                self.received.append(int(signum))
+                if len(self.received) == 1:
+                    await self.cancel_run()
+                elif self.scope is not None:
+                    self.scope.cancel()  # the spawner's exit kills what is left
+
+    async def cancel_run(self) -> None:
+        if self.received and self.spawner is not None and self.run_id is not None:
+            await self.spawner.cancel(self.run_id)
+
+    @property
+    def exit_code(self) -> int | None:
+        return 128 + self.received[0] if self.received else None
+
+
 async def _spawn_and_wait(request: dict[str, Any], context: dict[str, Any], args: Any) -> int:
+    import anyio
+
+    guard = SignalCancel()
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(guard.watch)
+            try:
+                code = await _spawn_and_wait_inner(request, context, args, guard)
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise unwrap(group) from None
+    return guard.exit_code if guard.exit_code is not None and code == EXIT_BY_STATUS["cancelled"] else code
+
+
+async def _spawn_and_wait_inner(request: dict[str, Any], context: dict[str, Any], args: Any, guard: SignalCancel) -> int:
+    import anyio
+
     from ..plugins import get_plugin_manager
     from ..prestart import prestart
     from ..redact import redact
@@ -173,14 +254,19 @@ async def _spawn_and_wait(request: dict[str, Any], context: dict[str, Any], args
         from ..spawn import Spawner
 
         async with Spawner(config_path=args.config, pm=pm) as spawner:
+            guard.spawner = spawner
             answer = await spawner.spawn(request, context, prestarted=early)
             if answer["status"] != "accepted":
                 if args.json:
                     sys.stdout.write(json.dumps(answer, indent=2) + "\n")
                 print(f"kimi-acp spawn: {answer['status']}: {redact(answer.get('error', ''))}", file=sys.stderr)
                 return EXIT_REFUSED
-            printer.run_id = answer["runId"]
-            result = await spawner.wait(answer["runId"])
+            printer.run_id = guard.run_id = answer["runId"]
+            await guard.cancel_run()  # a signal that came while the spawn was being accepted
+            with anyio.CancelScope() as guard.scope:
+                result = await spawner.wait(answer["runId"])
+            if guard.scope.cancelled_caught:  # a second signal: the spawner's exit kills the run now
+                return EXIT_BY_STATUS["cancelled"]
             return printer.exit_code if printer.exit_code is not None else _print_result(result, args)
     finally:
         if early is not None:
@@ -196,19 +282,26 @@ def _spawn_detached(request: dict[str, Any], context: dict[str, Any], args: Any)
         [sys.executable, "-m", "kimi_acp.worker"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,  # until it has accepted; then it writes to <state dir>/worker.log
         start_new_session=True,
         close_fds=True,
     )
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     proc.stdin.write(payload.encode())
     proc.stdin.close()
     line = proc.stdout.readline().decode()
     proc.stdout.close()
     if not line:
+        errors = proc.stderr.read().decode(errors="replace")
+        proc.stderr.close()
         code = proc.wait()
-        print(f"kimi-acp spawn: the background worker exited ({code}) before accepting the spawn", file=sys.stderr)
+        from ..redact import redact
+
+        said = [x for x in errors.splitlines() if x.strip()]
+        why = f": {redact(said[-1].strip())}" if said else ""
+        print(f"kimi-acp spawn: the background worker exited ({code}) before accepting the spawn{why}", file=sys.stderr)
         return 1
+    proc.stderr.close()
     answer = json.loads(line)
     sys.stdout.write(json.dumps(answer, indent=2) + "\n")
     return 0 if answer.get("status") == "accepted" else EXIT_REFUSED

@@ -1,0 +1,254 @@
+"""The deliverer: one detached process per state dir that finishes what supervisors leave.
+
+A supervisor (``kimi-acp spawn``, the ``--no-wait`` worker, ``kimi-acp acp``, any embedding
+of the :class:`~kimi_acp.spawn.Spawner`) commits each result with its outbox rows and
+delivers them itself while it lives. The deliverer is what outlives it:
+
+- **retries** every undelivered outbox item whose supervisor is gone (gateway down, 5xx,
+  timeout, a ``lost`` notice; a live supervisor retries its own) with backoff (1, 2, 4 … 300 s)
+  until it is delivered or expires
+  (:data:`~kimi_acp.report.DELIVERY_EXPIRY`, recorded on the item with its last error);
+- **notices dead supervisors** within :data:`POLL` seconds (their runs' owner pid is gone),
+  marks their runs ``lost``, has their processes killed and queues the ``lost`` report —
+  without any other kimi-acp command running (the run's :mod:`~kimi_acp.reaper` has
+  already killed its processes by then);
+- exits when there is nothing left to watch (no queued or running run, nothing to deliver)
+  for :data:`IDLE_EXIT` seconds.
+
+Single instance: it holds an exclusive ``flock`` on ``<state dir>/deliverer.lock`` (the
+kernel drops it when the process dies), so :func:`ensure_deliverer` — called by every
+Spawner when it accepts a run — starts one only when none runs. Its log is
+``<state dir>/deliverer.log``. ``KIMI_ACP_NO_DELIVERER=1`` turns it off (for a host that
+delivers itself, e.g. a long-lived OpenClaw backend process running its own Spawner).
+Delivery is at least once; the gateway deduplicates by ``idempotencyKey``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+LOCK_NAME = "deliverer.lock"
+LOG_NAME = "deliverer.log"
+#: Seconds between checks for dead supervisors while runs are active.
+POLL = 0.25
+#: Longest sleep while deliveries are pending.
+RECHECK = 2.0
+#: Seconds with nothing to watch before the deliverer exits.
+IDLE_EXIT = 3.0
+
+
+def disabled(environ: Mapping[str, str] | None = None) -> bool:
+    return bool((os.environ if environ is None else environ).get("KIMI_ACP_NO_DELIVERER"))
+
+
+def _try_lock(path: Path) -> int | None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def running_pid(state_dir: Path | str) -> int | None:
+    """The pid of the deliverer of ``state_dir`` if one runs (it holds the lock), else ``None``."""
+    path = Path(state_dir) / LOCK_NAME
+    if not path.exists():
+        return None
+    fd = _try_lock(path)
+    if fd is not None:
+        os.close(fd)  # nobody held it
+        return None
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def ensure_deliverer(state_dir: Path | str, *, environ: Mapping[str, str] | None = None,
+                     config_path: str | os.PathLike[str] | None = None) -> bool:
+    """Start the deliverer of ``state_dir`` unless one runs. Returns whether one was started.
+
+    Cheap when one runs (an ``open`` and a failed ``flock``). The new process gets ``environ``
+    (the gateway token is read from it, as the supervisor would) in a new session, so neither
+    a terminal's Ctrl-C nor the death of the caller reaches it."""
+    env = dict(os.environ if environ is None else environ)
+    if disabled(env):
+        return False
+    state = Path(state_dir)
+    path = state / LOCK_NAME
+    try:
+        fd = _try_lock(path)
+    except OSError:
+        return False  # the state dir's own error is reported by the store
+    if fd is None:
+        return False
+    os.close(fd)  # free: a new deliverer takes it (if two callers race, one of theirs wins)
+    argv = [sys.executable, "-m", "kimi_acp.deliverer", "--state-dir", str(state)]
+    if config_path:
+        argv += ["--config", str(config_path)]
+    env["KIMI_ACP_STATE_DIR"] = str(state)
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, cwd="/")
+    # Reap it when it exits (no zombie in a long-lived host, no warning about a live Popen).
+    threading.Thread(target=proc.wait, name="kimi-acp-deliverer-reaper", daemon=True).start()
+    return True
+
+
+def stop_deliverer(state_dir: Path | str, timeout: float = 5.0) -> bool:
+    """SIGTERM the deliverer of ``state_dir`` and wait until it is gone. ``False`` if none ran."""
+    pid = running_pid(state_dir)
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and running_pid(state_dir) == pid:
+        time.sleep(0.02)
+    return True
+
+
+class _Log:
+    def __init__(self, path: Path) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._f = os.fdopen(fd, "a", encoding="utf-8", errors="replace")
+
+    def __call__(self, msg: str) -> None:
+        from .redact import redact
+
+        self._f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} [{os.getpid()}] {redact(msg)}\n")
+        self._f.flush()
+
+
+async def serve(state_dir: Path, config_path: str | None, lock_fd: int, log: Any, *, idle_exit: float = IDLE_EXIT) -> None:
+    import anyio
+
+    from .errors import KimiAcpError
+    from .report import DELIVERY_EXPIRY, GatewayReporter, flush_outbox
+    from .spawn import recover_runs
+    from .store import Store
+
+    settings: Any = None
+    try:
+        from .config import load_config
+
+        settings = load_config(config_path).settings
+    except KimiAcpError as exc:
+        log(f"cannot read the config ({exc}); lost runs are still marked, results delivered with the default token variable")
+    if settings is None:
+        from .settings import KimiAcpSettings
+
+        settings = KimiAcpSettings()
+    reporter = GatewayReporter(settings, os.environ)
+    store = Store(state_dir)
+    idle_since: float | None = None
+    try:
+        while True:
+            lost = await anyio.to_thread.run_sync(recover_runs, store, settings)
+            for rec in lost:
+                log(f"run {rec.run_id} lost: {rec.error}")
+            delivered, failed = await flush_outbox(store, reporter, only=lambda item: _orphaned(store, item))
+            if delivered or failed:
+                log(f"delivered {delivered}, failed {failed}")
+            for item in store.outbox_expire(time.time() - DELIVERY_EXPIRY, f"expired after {DELIVERY_EXPIRY / 3600:g} h undelivered"):
+                log(f"gave up delivering the result of run {item.run_id}: {item.last_error}")
+            pending = store.outbox_pending()
+            active = store.list_runs(limit=1)
+            if not pending and not active:
+                now = time.monotonic()
+                idle_since = idle_since or now
+                if now - idle_since >= idle_exit:
+                    # Let go of the lock, then look once more: a Spawner that found the lock held
+                    # just before we let go did not start a deliverer, and relies on this one.
+                    os.close(lock_fd)
+                    if not store.outbox_pending() and not store.list_runs(limit=1):
+                        return
+                    fd = _try_lock(state_dir / LOCK_NAME)
+                    if fd is None:
+                        return  # another one took over
+                    lock_fd = fd
+                    _write_pid(lock_fd)
+                    idle_since = None
+                await anyio.sleep(POLL)
+                continue
+            idle_since = None
+            delay = POLL
+            if not active:  # only deliveries to wait for: sleep until the next one is due
+                # (at most RECHECK: an item claimed by a process that stops is handed back early)
+                nxt = min(item.next_attempt_at for item in pending)
+                delay = min(max(POLL, nxt - time.time()), RECHECK)
+            await anyio.sleep(delay)
+    finally:
+        await reporter.aclose()
+        store.close()
+
+
+def _orphaned(store: Any, item: Any) -> bool:
+    """An item is ours to deliver once the process that ran its run is gone (a live supervisor
+    delivers its own results, with its own retries, for as long as it lives)."""
+    from .errors import RunNotFoundError
+    from .store import _owner_alive
+
+    try:
+        rec = store.get_run(item.run_id)
+    except RunNotFoundError:
+        return True
+    return not _owner_alive(rec.owner_pid, rec.owner_start)
+
+
+def _write_pid(fd: int) -> None:
+    from .store import current_owner
+
+    pid, start = current_owner()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{pid} {start}\n".encode(), 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m kimi_acp.deliverer")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--config")
+    p.add_argument("--idle-exit", type=float, default=IDLE_EXIT)
+    args = p.parse_args(argv)
+    try:
+        os.nice(5)  # delivery is never urgent next to a running harness (and our imports compete with its boot)
+    except OSError:
+        pass
+    state = Path(args.state_dir)
+    try:
+        lock_fd = _try_lock(state / LOCK_NAME)
+    except OSError:
+        return 1
+    if lock_fd is None:
+        return 0  # one runs already
+    _write_pid(lock_fd)
+    log = _Log(state / LOG_NAME)
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    import anyio
+
+    try:
+        anyio.run(lambda: serve(state, args.config, lock_fd, log, idle_exit=args.idle_exit))
+    except Exception as exc:  # noqa: BLE001 - the log is the only place anyone would see it
+        from .redact import redact
+
+        log(f"stopped by an error: {type(exc).__name__}: {redact(str(exc))}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,487 @@
+"""The chaos suite: whatever dies, whenever, no result is lost and no process survives.
+
+Each case runs the real thing — the ``kimi-acp`` CLI as a separate process, the fake
+harness (a real program that sleeps, traps SIGTERM, starts a setsid'd double-forked
+daemon with an empty environment), the stand-in gateway on 127.0.0.1 — and breaks it:
+kill -9 at named points, SIGTERM and SIGHUP, a gateway that is down, answers 500s or
+hangs, 200 spawns through a per-backend cap of 2. Then, for each case:
+
+- the result is delivered exactly once at the gateway (answered 200 once for its
+  idempotency key), or the run is recorded ``lost`` with a reason and delivered as such;
+- 0 processes of the run are left (its group, its ``KIMI_ACP_RUN_ID`` carriers, its
+  grandchildren and daemons);
+- 0 stuck rows (no queued or running run, no undelivered outbox item).
+
+Nothing else runs in between: no other kimi-acp command does the cleaning up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from fakes.spawning import (
+    CONTEXT,
+    HOOKS_TOKEN,
+    KIMI_ACP,
+    REQUESTER,
+    FakeHarness,
+    fake_argv,
+    fake_line,
+    is_alive,
+    live_in_group,
+    make_pm,
+    pids_carrying_run_id,
+    wait_until_sync,
+    wrapper_script,
+    write_config,
+)
+from kimi_acp.hookspecs import hookimpl
+from kimi_acp.store import Store
+from kimi_acp.stub.gateway import GatewayStub
+from kimi_acp.supervisor import reaper_enabled
+
+pytestmark = [
+    pytest.mark.chaos,
+    pytest.mark.skipif(not reaper_enabled(), reason="kill -9 of a supervisor needs the reaper (Linux prctl)"),
+]
+
+KEY = "sk-kimi-chaos0000000000000000000000000000c4a5"
+SLEEPER = ("sleep", "--seconds", "300", "--grandchild", "--setsid-grandchild", "--daemon")
+
+
+@pytest.fixture
+def gw() -> Iterator[GatewayStub]:
+    with GatewayStub(token=HOOKS_TOKEN) as g:
+        yield g
+
+
+@pytest.fixture(autouse=True)
+def _keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KIMI_API_KEY", KEY)
+    monkeypatch.setenv("OPENCLAW_HOOKS_TOKEN", HOOKS_TOKEN)
+
+
+class Cli:
+    """One ``kimi-acp spawn --session K`` process on the fake harness."""
+
+    def __init__(self, tmp_path: Path, gw: GatewayStub, mode: str, *args: str, no_wait: bool = False) -> None:
+        wrapper = wrapper_script(tmp_path, mode, *args)
+        write_config(tmp_path, harness={"command": str(wrapper)}, gateway_url=gw.url)
+        argv = [KIMI_ACP, "spawn", "chaos task", "--agent", "coder", "--session", REQUESTER, "--json"]
+        if no_wait:
+            argv.append("--no-wait")
+        self.proc = subprocess.Popen(argv, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, start_new_session=True)
+        self.store = Store()
+
+    def run(self, timeout: float = 60) -> Any:
+        def one() -> Any:
+            runs = self.store.list_runs(include_finished=True)
+            return runs[0] if runs else None
+
+        return wait_until_sync(one, timeout, "the run to be recorded")
+
+    def running_with_kids(self, timeout: float = 60) -> tuple[Any, list[int]]:
+        rec = self.run(timeout)
+        path = self.store.transcript_path(rec.run_id)
+        fake = wait_until_sync(lambda: fake_line(path, "daemons"), timeout, "the harness to start its grandchildren")
+        rec = self.store.get_run(rec.run_id)
+        assert rec.status == "running" and rec.pgid
+        return rec, fake["grandchildren"] + fake["escaped"] + fake["daemons"]
+
+    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.finish(10)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate(timeout=10)
+        self.store.close()
+
+
+@pytest.fixture
+def cli_factory(tmp_path: Path, gw: GatewayStub) -> Iterator[Any]:
+    made: list[Cli] = []
+
+    def make(mode: str, *args: str, **kw: Any) -> Cli:
+        c = Cli(tmp_path, gw, mode, *args, **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def delivered(gw: GatewayStub, run_id: str) -> list[Any]:
+    return [d for d in gw.deliveries if d.body.get("idempotencyKey") == f"kimi-acp:{run_id}"]
+
+
+def assert_delivered_once(gw: GatewayStub, run_id: str, status_text: str, timeout: float = 60) -> Any:
+    wait_until_sync(lambda: delivered(gw, run_id), timeout, f"the gateway to receive run {run_id}")
+    with Store() as store:  # marked delivered: nothing is going to send it again
+        wait_until_sync(lambda: not store.outbox_pending(), 15, "the outbox to be empty")
+    got = delivered(gw, run_id)
+    assert len(got) == 1, f"delivered {len(got)} times"
+    assert got[0].body["sessionKey"] == REQUESTER
+    assert f"status: {status_text}" in got[0].body["message"], got[0].body["message"]
+    return got[0]
+
+
+def assert_no_process_left(run_id: str, pgid: int | None, kids: list[int], timeout: float = 10) -> None:
+    wait_until_sync(
+        lambda: (not pgid or not live_in_group(pgid)) and not pids_carrying_run_id(run_id)
+        and not any(is_alive(p) for p in kids),
+        timeout, f"every process of run {run_id} to be gone",
+    )
+
+
+def assert_no_stuck_rows() -> None:
+    with Store() as store:
+        assert store.list_runs() == [], "runs left queued or running"
+        assert store.outbox_pending() == [], "undelivered outbox items left"
+
+
+def _cleanup(kids: list[int]) -> None:
+    for p in kids:
+        if is_alive(p):
+            os.kill(p, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- kill -9 at named points
+
+
+def test_kill_9_before_the_result_is_written(cli_factory: Any, gw: GatewayStub) -> None:
+    cli = cli_factory(*SLEEPER)
+    rec, kids = cli.running_with_kids()
+    try:
+        cli.kill9()
+        assert_no_process_left(rec.run_id, rec.pgid, kids)
+        assert_delivered_once(gw, rec.run_id, "lost")
+        lost = cli.store.get_run(rec.run_id)
+        assert lost.status == "lost" and "died" in (lost.error or "")
+        assert_no_stuck_rows()
+    finally:
+        _cleanup(kids)
+
+
+def test_kill_9_after_the_result_is_written_before_delivery(cli_factory: Any, gw: GatewayStub) -> None:
+    gw.stop()  # the result cannot go out while the CLI lives
+    cli = cli_factory("ok", "--text", "written, then the CLI died")
+    rec = cli.run()
+    wait_until_sync(lambda: cli.store.get_run(rec.run_id).status == "ok" and cli.store.outbox_pending(), 30,
+                    "the result committed with its outbox row")
+    cli.kill9()
+    gw.start()  # same port
+    got = assert_delivered_once(gw, rec.run_id, "completed successfully")
+    assert "written, then the CLI died" in got.body["message"]
+    assert_no_process_left(rec.run_id, rec.pgid, [])
+    assert_no_stuck_rows()
+
+
+def test_kill_9_during_delivery(cli_factory: Any, gw: GatewayStub) -> None:
+    gw.hang_next = 1  # the CLI's POST is received and never answered
+    cli = cli_factory("ok", "--text", "killed mid-POST")
+    rec = cli.run()
+    gw.wait_for_hung(1, timeout=30)
+    cli.kill9()
+    gw.release()
+    got = assert_delivered_once(gw, rec.run_id, "completed successfully")
+    assert "killed mid-POST" in got.body["message"]
+    assert_no_stuck_rows()
+
+
+def test_kill_9_while_the_gateway_is_down(cli_factory: Any, gw: GatewayStub) -> None:
+    gw.stop()
+    cli = cli_factory(*SLEEPER)
+    rec, kids = cli.running_with_kids()
+    try:
+        cli.kill9()
+        assert_no_process_left(rec.run_id, rec.pgid, kids)
+        with Store() as store:
+            wait_until_sync(lambda: store.get_run(rec.run_id).status == "lost", 15, "the run recorded lost")
+        gw.start()
+        assert_delivered_once(gw, rec.run_id, "lost")
+        assert_no_stuck_rows()
+    finally:
+        _cleanup(kids)
+
+
+def test_kill_9_of_the_no_wait_worker(cli_factory: Any, gw: GatewayStub) -> None:
+    cli = cli_factory(*SLEEPER, no_wait=True)
+    code, out, err = cli.finish(60)
+    assert code == 0, err
+    rec, kids = cli.running_with_kids()
+    try:
+        worker = rec.owner_pid
+        assert worker and worker != cli.proc.pid and is_alive(worker)
+        os.kill(worker, signal.SIGKILL)
+        assert_no_process_left(rec.run_id, rec.pgid, kids)
+        assert_delivered_once(gw, rec.run_id, "lost")
+        assert_no_stuck_rows()
+    finally:
+        _cleanup(kids)
+
+
+# --------------------------------------------------------------------------- signals
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
+def test_signal_to_a_foreground_spawn_cancels_its_run(cli_factory: Any, gw: GatewayStub, sig: int, code: int) -> None:
+    cli = cli_factory(*SLEEPER)
+    rec, kids = cli.running_with_kids()
+    try:
+        os.kill(cli.proc.pid, sig)
+        rc, out, err = cli.finish(60)
+        assert rc == code, err
+        assert json.loads(out)["status"] == "cancelled"
+        assert cli.store.get_run(rec.run_id).status == "cancelled"
+        assert_no_process_left(rec.run_id, rec.pgid, kids, timeout=1)  # gone before the CLI returned
+        assert_delivered_once(gw, rec.run_id, "cancelled", timeout=1)  # delivered before it returned
+        assert_no_stuck_rows()
+    finally:
+        _cleanup(kids)
+
+
+def test_harness_ignoring_sigterm(cli_factory: Any, gw: GatewayStub) -> None:
+    cli = cli_factory("trap-term", "--seconds", "300", "--daemon", "--setsid-grandchild")
+    rec, kids = cli.running_with_kids()
+    try:
+        os.kill(cli.proc.pid, signal.SIGTERM)
+        rc, out, err = cli.finish(60)
+        assert rc == 143, err
+        final = cli.store.get_run(rec.run_id)
+        assert final.status == "cancelled" and final.exit_code == -signal.SIGKILL
+        assert_no_process_left(rec.run_id, rec.pgid, kids, timeout=1)
+        assert_delivered_once(gw, rec.run_id, "cancelled", timeout=1)
+        assert_no_stuck_rows()
+    finally:
+        _cleanup(kids)
+
+
+def test_env_clearing_double_forked_daemon(cli_factory: Any, gw: GatewayStub) -> None:
+    cli = cli_factory("ok", "--daemon", "--setsid-grandchild", "--text", "left a daemon behind")
+    rc, out, err = cli.finish(60)
+    assert rc == 0, err
+    rec = cli.run()
+    fake = fake_line(cli.store.transcript_path(rec.run_id), "daemons")
+    assert fake and fake["daemons"]
+    kids = fake["daemons"] + fake["escaped"]
+    try:
+        assert not any(is_alive(p) for p in kids), "the daemon outlived its run"
+        assert_delivered_once(gw, rec.run_id, "completed successfully", timeout=1)
+        assert_no_stuck_rows()
+    finally:
+        _cleanup(kids)
+
+
+# --------------------------------------------------------------------------- a bad gateway
+
+
+def test_gateway_answering_500s(cli_factory: Any, gw: GatewayStub) -> None:
+    gw.fail_status, gw.fail_next = 500, 3
+    cli = cli_factory("ok", "--text", "after the 500s")
+    rc, out, err = cli.finish(60)
+    assert rc == 0, err
+    rec = cli.run()
+    assert_delivered_once(gw, rec.run_id, "completed successfully")
+    assert gw.failures == 3
+    assert_no_stuck_rows()
+
+
+def test_gateway_hanging(cli_factory: Any, gw: GatewayStub) -> None:
+    gw.hang_next = 1
+    cli = cli_factory("ok", "--text", "after the hang")
+    t0 = time.monotonic()
+    rc, out, err = cli.finish(60)
+    assert rc == 0, err
+    assert time.monotonic() - t0 < 30  # the flush before exit is bounded
+    rec = cli.run()
+    assert_delivered_once(gw, rec.run_id, "completed successfully")
+    assert gw.hung == 1
+    gw.release()
+    assert_no_stuck_rows()
+
+
+def test_gateway_down_then_back(cli_factory: Any, gw: GatewayStub) -> None:
+    gw.stop()
+    cli = cli_factory("ok", "--text", "while it was down")
+    rc, out, err = cli.finish(60)
+    assert rc == 0, err
+    rec = cli.run()
+    with Store() as store:
+        (item,) = store.outbox_pending(rec.run_id)
+        assert item.attempts >= 1 and "connect" in (item.last_error or "").lower()
+    gw.start()
+    assert_delivered_once(gw, rec.run_id, "completed successfully")
+    assert_no_stuck_rows()
+
+
+def test_the_no_wait_worker_retries_a_failing_gateway(cli_factory: Any, gw: GatewayStub) -> None:
+    gw.fail_status, gw.fail_next = 500, 2
+    cli = cli_factory("ok", "--text", "from the worker", no_wait=True)
+    code, out, err = cli.finish(60)
+    assert code == 0, err
+    run_id = json.loads(out)["runId"]
+    got = assert_delivered_once(gw, run_id, "completed successfully")
+    assert "from the worker" in got.body["message"] and gw.failures == 2
+    with Store() as store:
+        owner = store.get_run(run_id).owner_pid
+    assert owner and owner != cli.proc.pid  # the worker ran (and retried) it, not the CLI
+    assert_no_stuck_rows()
+
+
+# --------------------------------------------------------------------------- load
+
+
+class Concurrency:
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+    @hookimpl
+    def kimi_acp_run_event(self, run: Any, event: Any) -> None:
+        if isinstance(event, dict) and event.get("type") == "status" and event.get("status") == "running":
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    @hookimpl
+    def kimi_acp_run_finished(self, run: Any, result: Any) -> None:
+        self.now -= 1
+
+
+@pytest.mark.asyncio
+async def test_200_spawns_through_a_cap_of_2(tmp_path: Path, gw: GatewayStub) -> None:
+    from kimi_acp.spawn import Spawner
+
+    write_config(tmp_path, gateway_url=gw.url, limits={"perBackend": {"kimi": 2}, "maxConcurrent": 8})
+    counter = Concurrency()
+    async with Spawner(environ=dict(os.environ), pm=make_pm(FakeHarness(fake_argv("ok", "--daemon")), counter)) as sp:
+        answers = [await sp.spawn({"task": f"task {i}", "runtime": "acp"}, CONTEXT) for i in range(200)]
+        assert all(a["status"] == "accepted" for a in answers)
+        with anyio.fail_after(240):
+            results = [await sp.wait(a["runId"]) for a in answers]
+    assert all(r.status == "ok" for r in results)
+    assert counter.peak == 2
+    ids = [a["runId"] for a in answers]
+    wait_until_sync(lambda: all(delivered(gw, i) for i in ids), 60, "every result delivered")
+    assert all(len(delivered(gw, i)) == 1 for i in ids)
+    assert len(gw.deliveries) == 200
+    with Store() as store:
+        daemons = []
+        for i in ids:
+            fake = fake_line(store.transcript_path(i), "daemons")
+            assert fake is not None
+            daemons += fake["daemons"]
+    assert not any(is_alive(p) for p in daemons)
+    assert not any(pids_carrying_run_id(i) for i in ids[-5:])
+    assert_no_stuck_rows()
+
+
+# --------------------------------------------------------------------------- the ACP door
+
+
+@pytest.mark.e2e
+@pytest.mark.asyncio
+async def test_kill_9_of_the_acp_server(tmp_path: Path, claude_bin: str) -> None:
+    """`kimi-acp acp` killed with SIGKILL mid-run: the real Claude Code (waiting on a hung
+    stub) and everything it started are gone within seconds, and the run is recorded lost —
+    with no other kimi-acp command running."""
+    import asyncio
+
+    import acp
+    from acp.schema import ClientCapabilities
+    from test_acp import Recorder, Rig
+
+    from kimi_acp.stub.server import StubServer
+
+    with StubServer(key="sk-kimi-test0000000000000000000000000000abcd") as stub:
+        rig = Rig(tmp_path, claude_bin, stub)
+        async with acp.spawn_agent_process(Recorder(), KIMI_ACP, "acp", env=rig.env, cwd=str(rig.work)) as (conn, proc):
+            await conn.initialize(protocol_version=acp.PROTOCOL_VERSION, client_capabilities=ClientCapabilities())
+            session = await conn.new_session(cwd=str(rig.work), mcp_servers=[])
+            pending = asyncio.create_task(
+                conn.prompt(session_id=session.session_id, prompt=[acp.text_block("wait forever [[stub:hang]]")])
+            )
+            deadline = time.monotonic() + 60
+            while not stub.messages_requests():
+                assert time.monotonic() < deadline, "Claude Code never called the stub"
+                await asyncio.sleep(0.05)
+            [run] = rig.runs()
+            assert pids_carrying_run_id(run["run_id"]) and run["pgid"]
+            proc.kill()
+            await asyncio.wait_for(proc.wait(), 10)
+            with pytest.raises((acp.RequestError, ConnectionError, asyncio.TimeoutError)):
+                await asyncio.wait_for(pending, 5)
+        assert_no_process_left(run["run_id"], run["pgid"], [])
+        with Store(rig.state) as store:
+            wait_until_sync(lambda: store.get_run(run["run_id"]).status == "lost", 15, "the run recorded lost")
+        assert_no_stuck_rows()
+
+
+def test_a_killed_deliverer_is_replaced_while_runs_are_active(cli_factory: Any, gw: GatewayStub) -> None:
+    from kimi_acp.deliverer import running_pid
+
+    cli = cli_factory(*SLEEPER)
+    rec, kids = cli.running_with_kids()
+    try:
+        first = wait_until_sync(lambda: running_pid(cli.store.state_dir), 15, "the deliverer")
+        os.kill(first, signal.SIGKILL)
+        second = wait_until_sync(lambda: (p := running_pid(cli.store.state_dir)) and p != first and p, 15,
+                                 "a new deliverer")
+        assert is_alive(second)
+        cli.kill9()  # and the new one does the deliverer's job
+        assert_no_process_left(rec.run_id, rec.pgid, kids)
+        assert_delivered_once(gw, rec.run_id, "lost")
+        assert_no_stuck_rows()
+    finally:
+        _cleanup(kids)
+
+
+@pytest.mark.e2e
+def test_kill_9_of_spawn_running_the_real_claude_code(tmp_path: Path, gw: GatewayStub, claude_bin: str) -> None:
+    """The hostile user's case, with the real Claude Code waiting on a hung backend: kill -9 of
+    `kimi-acp spawn --session K` leaves nothing running, and the session is told `lost`."""
+    from kimi_acp.stub.server import StubServer
+
+    with StubServer(key=KEY) as stub:
+        home = tmp_path / "home"
+        home.mkdir()
+        write_config(tmp_path, base_url=stub.base_url, harness={"command": claude_bin}, gateway_url=gw.url)
+        proc = subprocess.Popen(
+            [KIMI_ACP, "spawn", "wait forever [[stub:hang]]", "--agent", "coder", "--session", REQUESTER],
+            env={**os.environ, "HOME": str(home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            wait_until_sync(stub.messages_requests, 60, "Claude Code to call the stub")
+            with Store() as store:
+                (rec,) = store.list_runs()
+            carriers = pids_carrying_run_id(rec.run_id)
+            assert rec.status == "running" and rec.pgid and carriers
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            t0 = time.monotonic()
+            assert_no_process_left(rec.run_id, rec.pgid, carriers)
+            assert time.monotonic() - t0 < 5
+            assert_delivered_once(gw, rec.run_id, "lost")
+            assert_no_stuck_rows()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

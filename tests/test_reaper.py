@@ -1,0 +1,141 @@
+"""The reaper: nothing of a run outlives the run or its supervisor — a daemon that setsid()s,
+double-forks and clears its environment included, and a supervisor killed with SIGKILL.
+Real processes throughout: a separate Python process running the Supervisor, the fake
+harness, `sleep` daemons."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from fakes import fake_argv
+from fakes.spawning import is_alive, live_in_group, pids_carrying_run_id, wait_until_sync
+from kimi_acp.supervisor import ProcessSpec, Supervisor, reaper_enabled
+
+pytestmark = pytest.mark.skipif(not reaper_enabled(), reason="the reaper needs Linux prctl")
+
+TESTS = Path(__file__).resolve().parent
+
+SUPERVISOR = textwrap.dedent(
+    """
+    import json, os, sys
+    sys.path.insert(0, {tests!r})
+    import anyio
+    from fakes import fake_argv
+    from kimi_acp.supervisor import ProcessSpec, Supervisor
+
+    async def main():
+        sup = Supervisor(grace=0.5, sweep_escaped=False)
+        seen = []
+
+        def on_line(line):
+            obj = json.loads(line)
+            if obj.get("type") == "fake":
+                print(json.dumps(obj), flush=True)
+
+        def on_started(pid, pgid):
+            print(json.dumps({{"started": pid, "pgid": pgid}}), flush=True)
+
+        spec = ProcessSpec(run_id={run_id!r}, argv=fake_argv("sleep", "--seconds", "300", *{flags!r}),
+                           env=dict(os.environ), stdin=b"task")
+        await sup.run(spec, on_line=on_line, on_started=on_started)
+
+    anyio.run(main)
+    """
+)
+
+
+def _start_supervisor(run_id: str, *flags: str) -> tuple[subprocess.Popen[str], dict[str, int], list[int]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SUPERVISOR.format(tests=str(TESTS), run_id=run_id, flags=list(flags))],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    assert proc.stdout is not None
+    started = json.loads(proc.stdout.readline())
+    fake = json.loads(proc.stdout.readline())
+    kids = fake["grandchildren"] + fake["escaped"] + fake["daemons"]
+    return proc, started, kids
+
+
+def test_daemon_with_empty_environment_dies_with_the_run() -> None:
+    import anyio
+
+    lines: list[str] = []
+
+    async def go() -> object:
+        sup = Supervisor(grace=0.5, sweep_escaped=False)  # no environ sweep: the reaper alone
+        return await sup.run(
+            ProcessSpec(run_id="reaper-daemon-1", argv=fake_argv("ok", "--daemon", "--setsid-grandchild"),
+                        env=dict(os.environ), stdin=b"t"),
+            on_line=lines.append,
+        )
+
+    out = anyio.run(go)
+    assert out.exit_code == 0  # type: ignore[attr-defined]
+    fake = next(json.loads(x) for x in lines if '"fake"' in x)
+    (daemon,) = fake["daemons"]
+    assert Path(f"/proc/{daemon}/environ").exists() is False or not is_alive(daemon), "the daemon survived its run"
+    assert not any(is_alive(p) for p in fake["escaped"] + fake["daemons"])
+
+
+@pytest.mark.parametrize("flags", [("--grandchild", "--setsid-grandchild", "--daemon")])
+def test_kill_9_of_the_supervisor_kills_every_process_of_its_runs(flags: tuple[str, ...]) -> None:
+    run_id = f"reaper-k9-{os.getpid()}"
+    proc, started, kids = _start_supervisor(run_id, *flags)
+    try:
+        pgid = started["pgid"]
+        assert all(is_alive(p) for p in kids) and live_in_group(pgid)
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        # Nothing else runs: no kimi-acp command, no recovery. The reaper notices on its own.
+        wait_until_sync(lambda: not live_in_group(pgid) and not any(is_alive(p) for p in kids)
+                        and not pids_carrying_run_id(run_id), 10, "every process of the run to die")
+        assert time.monotonic() - t0 < 10
+    finally:
+        for p in kids:
+            if is_alive(p):
+                os.kill(p, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_harness_ignoring_sigterm_and_its_daemon_die_on_cancel() -> None:
+    import anyio
+
+    lines: list[str] = []
+
+    async def go() -> object:
+        sup = Supervisor(grace=0.3, sweep_escaped=False)
+        async with anyio.create_task_group() as tg:
+            result: list[object] = []
+
+            async def run() -> None:
+                result.append(await sup.run(
+                    ProcessSpec(run_id="reaper-trap-1", argv=fake_argv("trap-term", "--daemon"), env=dict(os.environ),
+                                stdin=b"t"),
+                    on_line=lines.append,
+                ))
+
+            tg.start_soon(run)
+            with anyio.fail_after(20):
+                while not any('"fake"' in x for x in lines):
+                    await anyio.sleep(0.02)
+            sup.cancel("reaper-trap-1")
+        return result[0]
+
+    out = anyio.run(go)
+    assert out.cancelled and out.exit_code == -signal.SIGKILL  # type: ignore[attr-defined]
+    fake = next(json.loads(x) for x in lines if '"fake"' in x)
+    assert not any(is_alive(p) for p in fake["daemons"]), "the daemon of a SIGTERM-ignoring harness survived"
