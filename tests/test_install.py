@@ -85,8 +85,8 @@ def data(p: Path) -> dict:
     return pyjson5.decode(p.read_text(encoding="utf-8"))
 
 
-def kimi_acp_bin() -> str:
-    return json.loads((openclaw_ext.extension_dir() / "bridge.json").read_text())["command"][0]
+def kimi_acp_bin(p: Path) -> str:
+    return data(p)["plugins"]["entries"]["kimi-acp"]["config"]["extension"]["command"][0]
 
 
 # --------------------------------------------------------------------------- install
@@ -119,12 +119,12 @@ def test_install_global_keeps_comments_and_adds_everything(cfg_path: Path, ext_d
     exe, sub = command.rsplit(" ", 1)
     assert sub == "acp" and os.path.isabs(exe) and os.access(exe, os.X_OK), command
     assert d["plugins"]["load"]["paths"] == [str(ext_dir)]
-    assert d["plugins"]["entries"]["kimi-acp"] == {"enabled": True, "config": {"defaultBackend": "kimi"}}
+    assert d["plugins"]["entries"]["kimi-acp"] == {"enabled": True, "config": {"defaultBackend": "kimi", "extension": {"command": [exe]}}}
     # the user has acpx: it stays the gateway's ACP backend (no acp.backend), the alias is a second door;
     # no allowedAgents list created: empty allows all
     assert d["acp"] == {"defaultAgent": "kimi-acp"}
-    # the extension's bridge runs this very kimi-acp
-    assert json.loads((ext_dir / "bridge.json").read_text()) == {"command": [exe]}
+    # the extension runs this very kimi-acp (from its plugin config: nothing written beside the extension)
+    assert not (ext_dir / "bridge.json").exists()
 
     # kimi-acp's own loader reads it: our section validates and routes every agent to Kimi
     cfg = load_config(cfg_path)
@@ -227,7 +227,8 @@ def test_settings_it_changed_are_restored(tmp_path: Path, ext_dir: Path, capsys:
     assert d["acp"] == {"defaultAgent": "kimi-acp", "allowedAgents": ["claude", "kimi-acp"], "backend": "kimi-acp"}
     assert d["plugins"]["allow"] == ["acpx", "kimi-acp"]
     assert d["plugins"]["load"]["paths"] == [str(ext_dir)]
-    assert d["plugins"]["entries"]["kimi-acp"] == {"enabled": True, "config": {"defaultBackend": "anthropic"}}
+    assert d["plugins"]["entries"]["kimi-acp"] == {"enabled": True, "config": {"defaultBackend": "anthropic", "extension": {"command": [kimi_acp_bin(p)]}}}
+    assert os.path.isabs(kimi_acp_bin(p)) and os.access(kimi_acp_bin(p), os.X_OK)
     json.loads(p.read_text())  # a JSON file stays JSON
     assert 'set acp.defaultAgent = "kimi-acp" (was "claude")' in out
     install(capsys, "--uninstall", "--config", str(p))
@@ -238,7 +239,9 @@ def test_agent_routes_only_that_agent(cfg_path: Path, capsys: pytest.CaptureFixt
     code, out = install(capsys, "--agent", "coder", "--agent", "reviewer")
     assert code == 0, out
     d = data(cfg_path)
-    assert d["plugins"]["entries"]["kimi-acp"]["config"] == {"agents": {"coder": {"backend": "kimi"}, "reviewer": {"backend": "kimi"}}}
+    assert d["plugins"]["entries"]["kimi-acp"]["config"] == {
+        "agents": {"coder": {"backend": "kimi"}, "reviewer": {"backend": "kimi"}}, "extension": {"command": [kimi_acp_bin(cfg_path)]},
+    }
     assert "acp" not in d  # no global default agent
     cfg = load_config(cfg_path)
     assert resolve(cfg, requester_agent="coder", target="claude").name == "kimi"
@@ -410,3 +413,17 @@ def test_hook_with_the_backend_sends_passthrough_to_kimi_acp_too(cfg_path: Path,
     assert hook(capsys, monkeypatch, {**spawn("coder"), "backend": True})["params"]["model"] == "kimi/kimi-k2.5"
     # other harnesses stay where they are (acpx, if the user has it)
     assert hook(capsys, monkeypatch, {**spawn("coder", {"agentId": "codex"}), "backend": True}) == {}
+
+
+def test_an_older_installs_bridge_json_is_removed(cfg_path: Path, ext_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """kimi-acp 0.1 wrote bridge.json into the (site-packages) extension folder; the command now
+    lives in our config section, which OpenClaw hands to the extension."""
+    assert install(capsys, "--agent", "coder")[0] == 0
+    bridge = ext_dir / "bridge.json"
+    bridge.write_text(json.dumps({"command": ["/old/kimi-acp"]}))
+    rpath = Path(os.environ["KIMI_ACP_STATE_DIR"]) / "install.json"
+    record = json.loads(rpath.read_text())
+    record["configs"][str(cfg_path)]["files"] = [str(bridge)]
+    rpath.write_text(json.dumps(record))
+    code, out = install(capsys, "--agent", "coder")
+    assert code == 0 and not bridge.exists() and f"removed {bridge}" in out

@@ -181,7 +181,7 @@ def test_the_configs_are_what_install_promises(runs: dict[str, dict], ext: Path)
         "kimi-acp": {"runtime": {"type": "acp", "acp": {"agent": "kimi-acp", "backend": "kimi-acp"}}},
     }
     assert d["acp"]["backend"] == "kimi-acp" and "acpx" not in d["plugins"]["entries"]
-    assert d["plugins"]["entries"]["kimi-acp"] == {"enabled": True, "config": {"agents": {"coder": {"backend": "kimi"}}}}
+    assert d["plugins"]["entries"]["kimi-acp"] == {"enabled": True, "config": {"agents": {"coder": {"backend": "kimi"}}, "extension": {"command": [str(KIMI_ACP)]}}}
     assert runs["uninstall"]["text"] == BASE
 
 
@@ -218,7 +218,7 @@ const hooks = [];
 const sessions = {{ "agent:writer:chose": {{ providerOverride: "kimi", modelOverride: "kimi-k2.5", modelOverrideSource: "user" }} }};
 const api = {{
   id: "kimi-acp",
-  pluginConfig: {{}},
+  pluginConfig: {plugin_config},
   logger: {{ info() {{}}, warn() {{}}, error() {{}}, debug() {{}} }},
   runtime: {{ agent: {{ session: {{ getSessionEntry: ({{ sessionKey }}) => sessions[sessionKey] }} }} }},
   on(name, handler, opts) {{ hooks.push({{ name, handler, opts }}); }},
@@ -246,11 +246,14 @@ def test_the_bridge_routes_per_requester_and_fails_closed(openclaw: Path, ext: P
     case.mkdir()
     (case / "openclaw.json").write_text(ROSTER)
     _install(case, ext, monkeypatch, "--agent", "coder")
-    assert json.loads((ext / "bridge.json").read_text()) == {"command": [str(KIMI_ACP)]}
+    assert not (ext / "bridge.json").exists()  # nothing written beside the extension
+    # OpenClaw hands the extension our section as its plugin config: the command is there
+    section = pyjson5.decode((case / "openclaw.json").read_text())["plugins"]["entries"]["kimi-acp"]["config"]
+    assert section["extension"] == {"command": [str(KIMI_ACP)]}
 
     script = tmp_path / "drive.mjs"
     true_bin = shutil.which("true") or "/bin/true"
-    script.write_text(NODE_SCRIPT.format(index=json.dumps((ext / "index.js").as_uri()), true=json.dumps(true_bin)))
+    script.write_text(NODE_SCRIPT.format(index=json.dumps((ext / "index.js").as_uri()), true=json.dumps(true_bin), plugin_config=json.dumps(section)))
     env = _env(
         case / "home",
         case / "openclaw.json",

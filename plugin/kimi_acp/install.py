@@ -19,7 +19,7 @@ What it adds (each only when missing; values it owns are updated in place):
   or empty list allows every harness, and creating it would forbid all the others;
 - ``"kimi-acp"`` in ``plugins.allow`` — likewise only when that allowlist is in use;
 - the OpenClaw extension: its folder in ``plugins.load.paths`` and ``plugins.entries.kimi-acp``
-  (``enabled: true``); the extension's ``bridge.json`` names the ``kimi-acp`` program it runs;
+  (``enabled: true``), and our ``config.extension.command``: the ``kimi-acp`` program it runs;
 - ``--global``: ``acp.defaultAgent: "kimi-acp"`` and our ``config.defaultBackend``;
 - ``--agent ID`` (repeatable): our ``config.agents.<ID>.backend``.
 
@@ -552,12 +552,11 @@ class Outcome:
     changes: list[str]
     notes: list[str]
     record: Record
-    bridge: tuple[Path, str] | None = None  # bridge.json to write (path, text)
     remove_files: list[Path] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return self.before != self.after or self.bridge is not None or bool(self.remove_files)
+        return self.before != self.after or bool(self.remove_files)
 
 
 def _ext_dir(opts: Options) -> Path:
@@ -626,6 +625,7 @@ def plan_install(path: Path, opts: Options, record: Record) -> Outcome:
 
     cmd = opts.command or kimi_acp_command()
     ext = _ext_dir(opts)
+    remove_files: list[Path] = []
 
     # 1. the Kimi provider and its alias: `/model kimi-code/kimi-k2.5` in OpenClaw's own chat.
     # The id `kimi` (and `kimi-coding`) belongs to OpenClaw's own Kimi plugin, which the gateway
@@ -708,23 +708,19 @@ def plan_install(path: Path, opts: Options, record: Record) -> Outcome:
             if agent not in entries:
                 notes.append(f"agent '{agent}' is not in agents.entries (kimi-acp routes its spawns by id anyway)")
 
-    # the extension's bridge.json: which kimi-acp program the JS bridge runs
-    bridge = None
+    # which kimi-acp the extension runs: in our section (OpenClaw hands it to the extension as
+    # its plugin config), not in a file next to the extension (site-packages may be read-only,
+    # and pip uninstall would leave it)
+    ensure((*section, "extension", "command"), cmd, overwrite=True)
     bpath = ext / "bridge.json"
-    btext = json.dumps({"command": cmd}, indent=2) + "\n"
-    try:
-        current_bridge = bpath.read_text(encoding="utf-8") if bpath.exists() else None
-    except OSError:
-        current_bridge = None
-    if current_bridge != btext:
-        bridge = (bpath, btext)
-        if current_bridge is None and str(bpath) not in rec.files:
-            rec.files.append(str(bpath))
-        changes.append(f"{'wrote' if current_bridge is None else 'updated'} {bpath}")
+    if str(bpath) in rec.files and bpath.exists():  # an older install wrote it there
+        remove_files.append(bpath)
+        rec.files = [f for f in rec.files if f != str(bpath)]
+        changes.append(f"removed {bpath} (the command is in {_dotted((*section, 'extension', 'command'))} now)")
 
     after = doc.text
     _check(after, path)
-    return Outcome(path=path, before=before, after=after, changes=changes, notes=notes, record=rec, bridge=bridge)
+    return Outcome(path=path, before=before, after=after, changes=changes, notes=notes, record=rec, remove_files=remove_files)
 
 
 def _check(text: str, path: Path) -> None:
@@ -813,7 +809,7 @@ def diff(outcome: Outcome) -> str:
 
 
 def apply(outcome: Outcome) -> Path | None:
-    """Write the outcome: backup first, then the config (atomically), then bridge.json."""
+    """Write the outcome: backup first, then the config (atomically); remove obsolete files."""
     backup_path = None
     if outcome.before and not outcome.after:  # uninstall of a file kimi-acp created
         backup_path = backup(outcome.path)
@@ -825,15 +821,6 @@ def apply(outcome: Outcome) -> Path | None:
         else:
             mode = 0o600
         _atomic_write(outcome.path, outcome.after, mode=mode)
-    if outcome.bridge is not None:
-        bpath, btext = outcome.bridge
-        try:
-            _atomic_write(bpath, btext, mode=0o644)
-        except OSError as exc:
-            outcome.notes.append(
-                f"could not write {bpath} ({exc.strerror}); set KIMI_ACP_BIN={json.loads(btext)['command'][0]} "
-                "in the gateway's environment instead"
-            )
     for f in outcome.remove_files:
         f.unlink(missing_ok=True)
     return backup_path

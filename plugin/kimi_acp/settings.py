@@ -117,6 +117,13 @@ class ReportSettings(_Strict):
     gateway: GatewayReportSettings = Field(default_factory=GatewayReportSettings)
 
 
+class ExtensionSettings(_Strict):
+    command: list[str] | None = Field(
+        None,
+        description="The kimi-acp program the OpenClaw extension runs, as an absolute argv (written by kimi-acp install).",
+    )
+
+
 class KimiAcpSettings(_Strict):
     """kimi-acp's section: ``plugins.entries.kimi-acp.config`` in openclaw.json."""
 
@@ -129,6 +136,7 @@ class KimiAcpSettings(_Strict):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     harness: HarnessSettings = Field(default_factory=HarnessSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
+    extension: ExtensionSettings = Field(default_factory=ExtensionSettings)
 
     @field_validator("backends")
     @classmethod

@@ -13,8 +13,8 @@
 // It fails closed: if Python cannot be asked, times out or answers something that is not
 // JSON, the spawn is blocked with a readable reason.
 //
-// The program run is, first found: $KIMI_ACP_BIN; the "command" argv in the
-// sibling bridge.json (written by `kimi-acp install`); `kimi-acp` on PATH.
+// The program run is, first found: $KIMI_ACP_BIN; our plugin config's extension.command
+// (written by `kimi-acp install`); a bridge.json beside this file (older installs); PATH.
 //
 // Tested with openclaw 2026.9.6 (the acp-runtime-backend subpath is a JS-only,
 // "private-local" export of the plugin SDK; without it the backend is not registered and
@@ -36,17 +36,22 @@ const SDK_BACKEND = "openclaw/plugin-sdk/acp-runtime-backend";
 const STATE = Symbol.for("kimi-acp.openclaw-extension"); // one warm process per Node process
 const MAX_OUTPUT = 1024 * 1024;
 
-function bridgeCommand() {
+function validArgv(argv) {
+  return Array.isArray(argv) && argv.length > 0 && argv.every((a) => typeof a === "string" && a);
+}
+
+// The kimi-acp program: $KIMI_ACP_BIN, else plugins.entries.kimi-acp.config.extension.command
+// (written by `kimi-acp install`), else bridge.json beside this file (older installs), else PATH.
+function bridgeCommand(api) {
   const fromEnv = process.env.KIMI_ACP_BIN;
   if (fromEnv) return [fromEnv];
+  const configured = api?.pluginConfig?.extension?.command;
+  if (validArgv(configured)) return configured;
   try {
     const file = JSON.parse(readFileSync(join(HERE, "bridge.json"), "utf8"));
-    const argv = file?.command;
-    if (Array.isArray(argv) && argv.length > 0 && argv.every((a) => typeof a === "string" && a)) {
-      return argv;
-    }
+    if (validArgv(file?.command)) return file.command;
   } catch {
-    // no bridge.json (not installed with `kimi-acp install`): use PATH
+    // no bridge.json: use PATH
   }
   return ["kimi-acp"];
 }
@@ -57,8 +62,8 @@ function shorten(text, max = 200) {
 }
 
 // Runs the bridge command (when the warm process is not up); resolves with its parsed answer, rejects with a short reason.
-function runBridge(input) {
-  const [program, ...prefix] = bridgeCommand();
+function runBridge(api, input) {
+  const [program, ...prefix] = bridgeCommand(api);
   return new Promise((resolve, reject) => {
     const child = execFile(
       program,
@@ -120,7 +125,7 @@ function state(api) {
   if (!globalThis[STATE]) {
     const log = api?.logger;
     const proc = new KimiAcpProcess({
-      command: bridgeCommand,
+      command: () => bridgeCommand(api),
       env: () => ({ ...process.env }),
       log,
       clientInfo: { name: "openclaw-kimi-acp", title: "OpenClaw gateway (kimi-acp extension)", version: pluginVersion() },
@@ -137,7 +142,7 @@ async function askPython(api, input) {
       throw new Error(errorText(err));
     });
   }
-  return runBridge(input);
+  return runBridge(api, input);
 }
 
 export function createBeforeToolCallHandler(api) {
