@@ -39,7 +39,7 @@ async def _demo(args: Any) -> int:
     from ..redact import mask, redact
     from ..spawn import Spawner
     from ..stub.gateway import GatewayStub
-    from .runs import Progress
+    from ..progress import Progress
 
     live = bool(args.live)
     if live and not os.environ.get("KIMI_API_KEY"):
