@@ -64,6 +64,7 @@ class Progress:
         self.tokens = 0
         self.now = "starting Claude Code"
         self.retry_until: float | None = None
+        self.retry_of = ""
         self._messages: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -81,7 +82,7 @@ class Progress:
         doing = self.now
         if self.retry_until is not None:
             left = max(0.0, self.retry_until - self.clock())
-            doing = f"{self.now}, next in {left:.1f} s"
+            doing = f"{self.now} ({self.retry_of}, next in {left:.1f} s)"
         return (f"{self.elapsed():5.1f}s · {doing} · turn {self.turns} · {self.tools} tool call{'s' if self.tools != 1 else ''}"
                 f" · {_fmt_tokens(self.tokens)} tokens")
 
@@ -147,7 +148,7 @@ class Progress:
             status = _get(event, "error_status") or _get(event, "error") or "an error"
             attempt, most = _get(event, "attempt", "?"), _get(event, "max_retries", "?")
             delay = float(_get(event, "retry_delay_ms", 0) or 0) / 1000
-            self.now = f"retrying after {status} ({attempt}/{most})"
+            self.now, self.retry_of = f"retrying after {status}", f"{attempt}/{most}"
             self.retry_until = self.clock() + delay
             self._say(f"API {status}: retry {attempt}/{most} in {delay:.1f} s")
             return
