@@ -313,3 +313,41 @@ def test_state_dir_flag(tmp_path: Path) -> None:
     done = kimi_acp("--state-dir", str(elsewhere), "ps", "-q", "--all")
     assert done.returncode == 0 and done.stdout.split() == ["iiii9999-there"], done.stderr
     assert kimi_acp("ps", "-q", "--all").stdout.split() == []
+
+
+# --------------------------------------------------------------------------- end to end: the real Claude Code
+
+
+STUB_KEY = "sk-kimi-clioutput000000000000000000000000beef"
+
+
+@pytest.mark.e2e
+def test_spawn_shows_retries_and_tools_then_logs_tells_the_story(tmp_path: Path, claude_bin: str) -> None:
+    """The real Claude Code against the stub, which answers 429 twice, then asks for a tool:
+    spawn's progress (not a TTY: plain lines) names each retry and the tool; logs shows both."""
+    from kimi_acp.stub.server import StubServer
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with StubServer(key=STUB_KEY) as stub:
+        (tmp_path / "openclaw.json").write_text(json.dumps({"plugins": {"entries": {"kimi-acp": {"config": {
+            "defaultBackend": "kimi", "backends": {"kimi": {"baseUrl": stub.base_url}},
+            "harness": {"command": claude_bin}, "limits": {"runTimeoutSeconds": 120}}}}}}))
+        env = {**os.environ, "HOME": str(home), "KIMI_API_KEY": STUB_KEY}
+        done = kimi_acp("spawn", "list the files [[stub:busy:2]]", "--cwd", str(tmp_path), env=env, timeout=150)
+        assert done.returncode == 0, done.stderr
+        assert "Hello from the Kimi stub" in done.stdout
+        assert "API 429: retry 1/" in done.stderr and "API 429: retry 2/" in done.stderr, done.stderr
+        assert "\033" not in done.stderr, "escape codes without a TTY"
+        assert "result not reported: no requester session" in done.stderr
+
+        tooled = kimi_acp("spawn", "run a tool [[stub:tool_use]]", "--cwd", str(tmp_path), "--json", env=env, timeout=150)
+        assert tooled.returncode == 0, tooled.stderr
+        run = json.loads(tooled.stdout)
+        assert tuple(run) == RUN_KEYS and run["status"] == "ok"
+        assert re.search(r"\] tool \w+", tooled.stderr), tooled.stderr
+    first = kimi_acp("ps", "-q", "--all", env=env).stdout.split()[-1]  # the oldest: the retried run
+    story = kimi_acp("logs", first, env=env)
+    assert story.returncode == 0 and "↻ API 429: retry 1/" in story.stdout, story.stdout
+    tools = kimi_acp("logs", run["runId"], env=env)
+    assert "→ " in tools.stdout and "■ done" in tools.stdout, tools.stdout

@@ -16,7 +16,9 @@ It speaks the Anthropic Messages API the way Kimi does:
 * ``GET /_stub/requests`` lists what was received (keys masked), for debugging.
 
 Scenarios (server default, or ``[[stub:NAME]]`` in the latest user text of a request, which wins):
-``text``, ``tool_use``, ``error:<status>``, ``hang``, ``stall``, ``slow:<seconds>``.
+``text``, ``tool_use``, ``error:<status>``, ``hang``, ``stall``, ``slow:<seconds>``, ``busy:<n>``
+(429 with ``retry-after: 1`` for the next n requests that carry it, then ``text``: Claude Code's
+API retries, seen from its side).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ MODEL = "kimi-for-coding"
 
 AGENT_PREFIXES = ("claude-cli/", "claude-code/", "Kilo-Code/")
 
-SCENARIOS = ("text", "tool_use", "error:<status>", "hang", "stall", "slow:<seconds>")
+SCENARIOS = ("text", "tool_use", "error:<status>", "hang", "stall", "slow:<seconds>", "busy:<n>")
 
 TOOL_NAME = "Bash"
 TOOL_INPUT = {"command": "echo stub-tool-ok", "description": "Print a marker"}
@@ -101,6 +103,14 @@ def parse_scenario(scenario: str) -> tuple[str, float | int | None]:
         if not 400 <= status <= 599:
             raise ValueError(f"bad stub scenario {scenario!r}: status must be 400-599")
         return "error", status
+    if kind == "busy" and arg:
+        try:
+            n = int(arg)
+        except ValueError:
+            raise ValueError(f"bad stub scenario {scenario!r}: n must be a whole number") from None
+        if n < 1:
+            raise ValueError(f"bad stub scenario {scenario!r}: n must be >= 1")
+        return "busy", n
     if kind == "slow" and arg:
         try:
             seconds = float(arg)
@@ -437,6 +447,11 @@ class _Handler(BaseHTTPRequestHandler):
             status = int(arg or 500)
             self._send_json(status, error_for_status(status), {"retry-after": "1"} if status == 429 else None)
             return
+        if kind == "busy":
+            if self.stub._count(f"busy:{scenario}") <= int(arg or 1):
+                self._send_json(429, error_for_status(429), {"retry-after": "1"})
+                return
+            kind = "text"
         if kind == "hang":
             self.close_connection = True
             self._hold()
@@ -648,6 +663,13 @@ class StubServer:
         with self._lock:
             self.requests.append(rec)
             self._lock.notify_all()
+
+    def _count(self, name: str) -> int:
+        """How many times ``name`` was counted, this time included."""
+        with self._lock:
+            n = self._counters.get(name, 0) + 1
+            self._counters[name] = n
+        return n
 
     def _next_id(self, prefix: str) -> str:
         with self._lock:
