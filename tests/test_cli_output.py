@@ -351,3 +351,32 @@ def test_spawn_shows_retries_and_tools_then_logs_tells_the_story(tmp_path: Path,
     assert story.returncode == 0 and "↻ API 429: retry 1/" in story.stdout, story.stdout
     tools = kimi_acp("logs", run["runId"], env=env)
     assert "→ " in tools.stdout and "■ done" in tools.stdout, tools.stdout
+
+
+# --------------------------------------------------------------------------- installed package
+
+
+def test_an_installed_package_is_not_taken_for_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from kimi_acp import manifest
+    from kimi_acp.harness import command
+    from kimi_acp.paths import checkout_root
+
+    site = tmp_path / "lib" / "python3.11" / "site-packages" / "kimi_acp" / "harness"
+    site.mkdir(parents=True)
+    (site / "command.py").write_text("")
+    assert checkout_root(site / "command.py") is None
+    assert checkout_root(REPO / "plugin" / "kimi_acp" / "harness" / "command.py") == REPO
+
+    # what an installed copy does: no <lib>/python3.11/.tools among the places looked at ...
+    monkeypatch.setattr(command, "_REPO_ROOT", checkout_root(site / "command.py"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(command.HarnessNotFoundError) as ei:
+        command.find_claude()
+    assert "python3.11" not in str(ei.value)
+    # ... and manifest --check / --write say they need a checkout instead of naming lib/python3.11/manifest.json
+    monkeypatch.setattr(manifest, "CHECKOUT", None)
+    assert main(["manifest", "--check"]) == exitcodes.USAGE
+    err = capsys.readouterr().err
+    assert "source checkout only" in err and "python3.11" not in err
