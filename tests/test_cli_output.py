@@ -341,8 +341,11 @@ def test_spawn_shows_retries_and_tools_then_logs_tells_the_story(tmp_path: Path,
         assert "\033" not in done.stderr, "escape codes without a TTY"
         assert "result not reported: no requester session" in done.stderr
 
-        tooled = kimi_acp("spawn", "run a tool [[stub:tool_use]]", "--cwd", str(tmp_path), "--json", env=env, timeout=150)
+        tooled = kimi_acp("spawn", "run a tool [[stub:tool_use]]", "--cwd", str(tmp_path), "--json", "--thinking", "low",
+                          env=env, timeout=150)
         assert tooled.returncode == 0, tooled.stderr
+        efforts = {((r.body or {}).get("output_config") or {}).get("effort") for r in stub.messages_requests()[-2:]}
+        assert efforts == {"low"}, "spawn --thinking did not reach Claude Code as --effort"
         run = json.loads(tooled.stdout)
         assert tuple(run) == RUN_KEYS and run["status"] == "ok"
         assert re.search(r"\] tool \w+", tooled.stderr), tooled.stderr

@@ -43,6 +43,9 @@ INTERNAL = ("acp", "hook", "manifest")
 # One-shot commands whose work is fully done (store closed, output flushed) when they return.
 FAST_EXIT = {"spawn", "env", "ps", "show", "logs"}
 
+RUN_COMMANDS = {"ps", "show", "wait", "kill", "logs", "outbox"}
+"""Commands on stored runs; their --config is where a lost run's report or a retry goes."""
+
 STATUSES = ("queued", "running", "ok", "error", "refused", "timeout", "cancelled", "lost", "rate_limited")
 
 
@@ -176,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cwd", metavar="DIR", help="the run's working directory (default: here)")
     p.add_argument("--timeout", type=_positive_timeout, metavar="S", help="runTimeoutSeconds, 1 to 86400")
     p.add_argument("--env", action="append", default=[], metavar="K=V", help="extra child environment (repeatable)")
+    p.add_argument("--thinking", choices=("off", "minimal", "low", "medium", "high", "xhigh", "max"), metavar="LEVEL",
+                   help="OpenClaw's thinking level, passed to Claude Code as --effort: off, minimal, low, medium, high, xhigh, max")
     _json_arg(p, "print the run object")
     p.add_argument("--no-wait", action="store_true", help="return once the run is accepted (a detached worker supervises it)")
 
@@ -278,6 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE
     if args.state_dir:
         os.environ["KIMI_ACP_STATE_DIR"] = os.path.abspath(os.path.expanduser(args.state_dir))
+    if args.command in RUN_COMMANDS and getattr(args, "config", None):
+        # the run commands read the config only deep inside (recovery's reports, outbox --retry)
+        os.environ["OPENCLAW_CONFIG_PATH"] = os.path.abspath(os.path.expanduser(args.config))
     modname, _, funcname = COMMANDS[args.command].partition(":")
     # pydantic looks for its own plugins in every installed distribution (~30 ms); kimi-acp uses none.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")

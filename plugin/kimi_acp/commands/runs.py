@@ -30,7 +30,8 @@ def _request_from_args(args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             raise ConfigError(f"--env {item!r}: expected NAME=VALUE")
         env[name] = value
     request: dict[str, Any] = {"task": task, "runtime": "acp", "env": env}
-    for key, value in (("agentId", args.target), ("model", args.model), ("label", args.label), ("cwd", args.cwd), ("runTimeoutSeconds", args.timeout)):
+    for key, value in (("agentId", args.target), ("model", args.model), ("label", args.label), ("cwd", args.cwd), ("runTimeoutSeconds", args.timeout),
+                       ("thinking", getattr(args, "thinking", None))):
         if value is not None:
             request[key] = value
     if request.get("cwd"):
