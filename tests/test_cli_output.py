@@ -383,3 +383,26 @@ def test_an_installed_package_is_not_taken_for_a_checkout(tmp_path: Path, monkey
     assert main(["manifest", "--check"]) == exitcodes.USAGE
     err = capsys.readouterr().err
     assert "source checkout only" in err and "python3.11" not in err
+
+
+def test_stub_and_logs_speak_json_too(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    proc = subprocess.Popen([str(KIMI_ACP), "stub", "--json", "--base-path", "/api"], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ), stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        assert info["baseUrl"].startswith("http://127.0.0.1:") and info["baseUrl"].endswith("/api")
+        assert info["scenario"] == "text" and info["apiKey"]
+    finally:
+        proc.terminate()
+        code = proc.wait(timeout=30)
+        proc.stdout.close()  # type: ignore[union-attr]
+    assert code == 0
+    with Store() as store:
+        make_run(store, "jjjj0000-json", "ok")
+        store.append_transcript("jjjj0000-json", json.dumps(EVENTS[0]))
+        store.close_transcript("jjjj0000-json")
+        make_run(store, "kkkk0000-refused", "error", started=False, error="blocked")
+    assert json.loads(out_of(capsys, ["logs", "jjjj0000", "--json"]))["subtype"] == "init"
+    assert main(["logs", "kkkk0000", "--json"]) == exitcodes.USAGE
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "refused"

@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "default: $KIMI_STUB_KEY, else the built-in test key")
     p.add_argument("--scenario", default="text", help="text, tool_use, error:429, hang, stall, slow:SECONDS")
     p.add_argument("--base-path", default="/coding", metavar="PATH", help="where the API lives (default /coding, like Kimi)")
+    _json_arg(p, 'print {"baseUrl", "apiKey", "scenario"} (the key masked unless it is the built-in test key) once listening')
 
     p = _add(sub, "manifest", "print or regenerate manifest.json")
     p.add_argument("--write", action="store_true", help="write manifest.json and the OpenClaw extension's files")
@@ -216,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
     p.add_argument("--raw", action="store_true", help="print the stream-json lines as stored")
     p.add_argument("--tail", type=int, metavar="N", help="only the last N entries (lines with --raw)")
+    p.add_argument("--json", action="store_true", help="the transcript's JSON lines, as --raw; errors as JSON too")
     _config_arg(p)
 
     p = _add(sub, "outbox", "list results not yet delivered to the requester, or retry them now",

@@ -118,13 +118,14 @@ def run(args: Any) -> int:
 
     store = open_store()
     try:
+        args.raw = args.raw or getattr(args, "json", False)
         run_id = resolve_id(store, args.run_id)
         rec = store.get_run(run_id)
         path = store.transcript_path(run_id)
         if not path.exists() and rec.status in TERMINAL:
             if shown_status(rec) == "refused":
                 emit_error("logs", "refused", f"run {run_id} was refused before it started: {rec.error}", "fix the cause, then spawn again",
-                           as_json=False)
+                           as_json=bool(getattr(args, "json", False)))
                 return exitcodes.USAGE
             print(f"run {run_id} ({rec.status}) has no transcript", file=sys.stderr)
             return 0

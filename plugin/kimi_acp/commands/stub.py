@@ -19,7 +19,8 @@ def run(args: Any) -> int:
         parse_scenario(args.scenario)
     except ValueError as exc:
         raise UsageError(f"--scenario: {exc}", hint="use text, tool_use, error:429, hang, stall or slow:SECONDS") from None
-    kwargs: dict[str, Any] = {"port": args.port, "scenario": args.scenario, "base_path": args.base_path}
+    kwargs: dict[str, Any] = {"port": args.port, "scenario": args.scenario, "base_path": args.base_path,
+                              "as_json": bool(getattr(args, "json", False))}
     key_env = getattr(args, "key_env", None)
     if key_env:
         key = os.environ.get(key_env)

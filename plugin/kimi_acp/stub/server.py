@@ -688,7 +688,7 @@ def _norm_base(path: str) -> str:
 
 
 def serve(port: int = 0, key: str | None = DEFAULT_KEY, scenario: str = "text", host: str = "127.0.0.1",
-          base_path: str = "/coding") -> int:
+          base_path: str = "/coding", as_json: bool = False) -> int:
     """Run the stub in the foreground (``kimi-acp stub``) until SIGINT/SIGTERM; returns 0."""
     done = threading.Event()
     stub = StubServer(key=key, host=host, port=port, scenario=scenario, base_path=base_path).start()
@@ -703,6 +703,12 @@ def serve(port: int = 0, key: str | None = DEFAULT_KEY, scenario: str = "text", 
             shown = key
         else:
             shown = mask_key(key)
+        if as_json:
+            print(json.dumps({"baseUrl": stub.base_url, "apiKey": None if key is None else shown, "scenario": stub.scenario}),
+                  flush=True)
+            while not done.wait(0.5):
+                pass
+            return 0
         print(f"kimi stub listening on {stub.base_url}", flush=True)
         print(f"ANTHROPIC_BASE_URL={stub.base_url}")
         print(f"ANTHROPIC_API_KEY={shown}")
