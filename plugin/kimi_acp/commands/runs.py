@@ -91,10 +91,13 @@ class ResultPrinter:
         self.run_id: str | None = None
         self.exit_code: int | None = None
         self.store: Any = None
+        self.progress: Any = None  # stopped before the result is printed (no status line in between)
 
     @hookimpl
     def kimi_acp_run_finished(self, run: Any, result: Any) -> None:
         if run.run_id == self.run_id:
+            if self.progress is not None:
+                self.progress.end()
             self.exit_code = _print_result(result, self.args, self.store)
 
 
@@ -115,6 +118,7 @@ async def _spawn_and_wait(request: dict[str, Any], context: dict[str, Any], args
     # Claude Code boots while the rest of kimi-acp imports (see kimi_acp.prestart).
     early = await prestart(request, context, config_path=args.config, pm=pm)
     progress, printer = Progress(), ResultPrinter(args)
+    printer.progress = progress
     pm.register(progress, name="kimi_acp.cli.progress")
     pm.register(printer, name="kimi_acp.cli.printer")
     try:
