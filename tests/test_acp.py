@@ -144,7 +144,7 @@ def _run_processes(run_ids: set[str]) -> list[int]:
 
 @pytest.fixture
 def stub() -> Any:
-    with StubServer(key=TEST_KEY) as server:
+    with StubServer(key=TEST_KEY, extra_base_paths=("/alt",)) as server:
         yield server
 
 

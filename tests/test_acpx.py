@@ -130,7 +130,7 @@ class AcpxRig:
 
 @pytest.fixture
 def rig(tmp_path: Path, acpx_bin: str, claude_bin: str) -> Iterator[AcpxRig]:
-    with StubServer(key=TEST_KEY) as stub:
+    with StubServer(key=TEST_KEY, extra_base_paths=("/alt",)) as stub:
         r = AcpxRig(tmp_path, acpx_bin, claude_bin, stub)
         try:
             yield r
@@ -168,6 +168,11 @@ def test_persistent_session_keeps_history(rig: AcpxRig) -> None:
     first = rig.run("--ttl", "1", "kimiacp", "-s", "t1", "first turn")
     assert first.returncode == 0, _explain(first)
     n_first = len(rig.stub.messages_requests())
+    # The first turn's queue owner shuts down 1 s after going idle. A second turn sent while
+    # it is closing is refused ("Queue owner is shutting down"), so wait until it and its
+    # agent are gone: the second turn then starts a fresh owner, which must bring the
+    # conversation back with session/load.
+    assert rig.wait_gone(30) == [], "the first turn's queue owner did not leave after --ttl 1"
     second = rig.run("--ttl", "1", "kimiacp", "-s", "t1", "second turn")
     assert second.returncode == 0, _explain(second)
     assert "You said: second turn" in second.stdout

@@ -138,20 +138,47 @@ def test_env_passthrough_changes_nothing(tmp_path, parent_env, capsys, monkeypat
 
 
 def test_missing_key_exits_3_and_names_the_variable(cfg_file, capsys):
-    assert main(["env", "--agent", "coder", "--json"]) == 3
+    """Routing can be inspected before a key exists: the view is printed, the key shown as
+    <not set>, then the error and its hint; exit 3."""
+    assert main(["env", "--agent", "coder"]) == 3
     captured = capsys.readouterr()
-    assert captured.out == ""
-    assert "KIMI_API_KEY" in captured.err
-    assert "backend 'kimi'" in captured.err
+    assert "backend: kimi (model kimi-k2.5)" in captured.out and "ANTHROPIC_API_KEY=<not set>" in captured.out
+    assert "kimi-acp env: error: no API key for backend 'kimi'" in captured.err
+    assert "hint: export KIMI_API_KEY=" in captured.err
+
+    assert main(["env", "--agent", "coder", "--json"]) == 3
+    out = json.loads(capsys.readouterr().out)
+    assert out["backend"] == "kimi" and out["set"]["ANTHROPIC_API_KEY"] == "<not set>"
+    assert out["error"]["code"] == "missing_key" and out["error"]["hint"] == "export KIMI_API_KEY=<your key>"
+
+
+def test_an_agent_without_a_rule_gets_the_default(clean_env, capsys):
+    """Only kimi-acp's routing names agents (README setup 2): another agent is not unknown,
+    its spawns get the default, as in OpenClaw."""
+    (clean_env / "openclaw.json").write_text(json.dumps({"plugins": {"entries": {"kimi-acp": {"config": {
+        "agents": {"coder": {"backend": "kimi"}}}}}}}))
+    out = run_json(capsys, "env", "--agent", "writer", "--json")
+    assert out["backend"] == "passthrough"
+
+
+def test_errors_are_json_with_json(cfg_file, parent_env, capsys):
+    assert main(["env", "--agent", "nosuch", "--json"]) == 2
+    captured = capsys.readouterr()
+    err = json.loads(captured.out)["error"]
+    assert err["code"] == "unknown_name" and "unknown agent 'nosuch'" in err["message"] and "hint" in err
+    assert captured.err == ""
+    assert main(["env", "--bogus-flag", "--json"]) == 2
+    err = json.loads(capsys.readouterr().out)["error"]
+    assert err["code"] == "usage" and "--bogus-flag" in err["message"] and "kimi-acp env --help" in err["hint"]
 
 
 def test_unknown_agent_lists_known_ones(cfg_file, parent_env, capsys):
-    assert main(["env", "--agent", "nosuch", "--json"]) == 2
+    assert main(["env", "--agent", "nosuch"]) == 2
     assert "unknown agent 'nosuch' (known: coder, main, reviewer)" in capsys.readouterr().err
 
 
 def test_unknown_model_lists_known_refs(cfg_file, parent_env, capsys):
-    assert main(["env", "--model", "nosuch/model", "--json"]) == 2
+    assert main(["env", "--model", "nosuch/model"]) == 2
     err = capsys.readouterr().err
     assert "unknown model 'nosuch/model' (known: " in err
     for ref in ("kimi/kimi-k2.5", "Kimi K2.5", "Sonnet", "passthrough"):
@@ -160,14 +187,14 @@ def test_unknown_model_lists_known_refs(cfg_file, parent_env, capsys):
 
 def test_missing_config_file(tmp_path, capsys):
     missing = tmp_path / "nope.json"
-    assert main(["env", "--config", str(missing), "--json"]) == 2
+    assert main(["env", "--config", str(missing)]) == 2
     err = capsys.readouterr().err
     assert str(missing) in err and "no such file" in err
 
 
 def test_syntax_error_names_line_and_column(cfg_file, parent_env, capsys):
     cfg_file.write_text("{\n  agents: {,\n}\n")
-    assert main(["env", "--json"]) == 2
+    assert main(["env"]) == 2
     assert f"{cfg_file}:2:12: JSON5 syntax error" in capsys.readouterr().err
 
 
@@ -175,7 +202,7 @@ def test_unknown_backend_for_agent(cfg_file, parent_env, capsys):
     text = cfg_file.read_text().replace('coder: { backend: "kimi", }', 'coder: { backend: "kimii", }')
     assert 'backend: "kimii"' in text
     cfg_file.write_text(text)
-    assert main(["env", "--agent", "coder", "--json"]) == 2
+    assert main(["env", "--agent", "coder"]) == 2
     err = capsys.readouterr().err
     line = text[: text.index('backend: "kimii"')].count("\n") + 1
     assert (
@@ -187,7 +214,7 @@ def test_unknown_backend_for_agent(cfg_file, parent_env, capsys):
 def test_errors_never_print_the_key(cfg_file, capsys, monkeypatch):
     monkeypatch.setenv("KIMI_API_KEY", KEY)
     cfg_file.write_text('{plugins: {entries: {"kimi-acp": {config: {defaultBackend: "${KIMI_API_KEY}"}}}}}')
-    assert main(["env", "--json"]) == 2
+    assert main(["env"]) == 2
     err = capsys.readouterr().err
     assert "unknown backend" in err
     assert KEY not in err and MASKED in err
@@ -230,5 +257,5 @@ def test_subprocess_missing_key_exits_3(tmp_path, cfg_file):
         env=_subprocess_env(tmp_path, cfg_file), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 3
-    assert "KIMI_API_KEY" in done.stderr
-    assert done.stdout == ""
+    assert json.loads(done.stdout)["error"]["code"] == "missing_key"
+    assert done.stderr == ""

@@ -66,12 +66,13 @@ def test_no_wait_then_wait_ps_logs(tmp_path: Path, gateway: GatewayStub) -> None
     write_config(tmp_path, harness={"command": str(harness)}, gateway_url=gateway.url)
 
     t0 = time.monotonic()
-    spawned = cli("spawn", "a background job", "--agent", "coder", "--session", REQUESTER, "--no-wait", "--label", "bg")
+    spawned = cli("spawn", "a background job", "--agent", "coder", "--session", REQUESTER, "--no-wait", "--label", "bg", "--json")
     elapsed = time.monotonic() - t0
     assert spawned.returncode == 0, spawned.stderr
     answer = json.loads(spawned.stdout)
     run_id = answer["runId"]
-    assert answer["status"] == "accepted" and answer["backend"] == "kimi"
+    assert answer["status"] in ("queued", "running") and answer["backend"] == "kimi"
+    assert answer["delivery"]["state"] == "waiting"  # a gateway and a requester session: it will be reported
     assert answer["childSessionKey"].startswith("agent:claude:acp:")
     assert record(run_id).status not in TERMINAL, "spawn --no-wait waited for the run"
     assert elapsed < 10
@@ -87,15 +88,16 @@ def test_no_wait_then_wait_ps_logs(tmp_path: Path, gateway: GatewayStub) -> None
 
     listed = cli("ps", "--all", "--json")
     assert listed.returncode == 0
-    rows = {r["run_id"]: r for r in json.loads(listed.stdout)}
+    rows = {r["runId"]: r for r in json.loads(listed.stdout)}
     assert rows[run_id]["status"] == "ok" and rows[run_id]["label"] == "bg" and rows[run_id]["backend"] == "kimi"
     assert "owner_start" not in rows[run_id]
+    assert set(rows[run_id]) == set(out)  # one run shape from ps and wait
     active = json.loads(cli("ps", "--json").stdout)
-    assert run_id not in {r["run_id"] for r in active}
+    assert run_id not in {r["runId"] for r in active}
     table = cli("ps", "--all")
     assert run_id[:8] in table.stdout and "bg" in table.stdout
 
-    logs = cli("logs", run_id)
+    logs = cli("logs", run_id, "--raw")
     assert logs.returncode == 0
     types = [json.loads(line)["type"] for line in logs.stdout.splitlines() if line.startswith("{")]
     assert types == ["system", "result"]
@@ -110,7 +112,7 @@ def test_no_wait_then_wait_ps_logs(tmp_path: Path, gateway: GatewayStub) -> None
 def test_kill_a_background_run(tmp_path: Path) -> None:
     harness = wrapper_script(tmp_path, "sleep", "--seconds", "120", "--grandchild", "--setsid-grandchild")
     write_config(tmp_path, harness={"command": str(harness)})
-    spawned = cli("spawn", "sleep for a long time", "--agent", "coder", "--no-wait")
+    spawned = cli("spawn", "sleep for a long time", "--agent", "coder", "--no-wait", "--json")
     assert spawned.returncode == 0, spawned.stderr
     run_id = json.loads(spawned.stdout)["runId"]
 
@@ -141,11 +143,11 @@ def test_kill_a_background_run(tmp_path: Path) -> None:
 def test_wait_timeout_and_unknown_run(tmp_path: Path) -> None:
     harness = wrapper_script(tmp_path, "sleep", "--seconds", "30")
     write_config(tmp_path, harness={"command": str(harness)})
-    spawned = cli("spawn", "slow", "--agent", "coder", "--no-wait")
+    spawned = cli("spawn", "slow", "--agent", "coder", "--no-wait", "--json")
     run_id = json.loads(spawned.stdout)["runId"]
     try:
         waited = cli("wait", run_id, "--timeout", "0.5")
-        assert waited.returncode == 124
+        assert waited.returncode == 7  # still running: not 124, which is a run that timed out
         assert "still running" in waited.stderr or "still queued" in waited.stderr
         unknown = cli("wait", "does-not-exist")
         assert unknown.returncode == 6
@@ -160,20 +162,25 @@ def test_wait_timeout_and_unknown_run(tmp_path: Path) -> None:
 
 def test_refused_spawn_exit_code_and_json(tmp_path: Path) -> None:
     write_config(tmp_path, harness={"command": str(wrapper_script(tmp_path, "ok"))})
-    refused = cli("spawn", "x", "--agent", "stranger", "--json")
+    refused = cli("spawn", "x", "--model", "nope/nothing", "--json")
     assert refused.returncode == 2
-    answer = json.loads(refused.stdout)
-    assert answer["status"] == "error" and "unknown agent 'stranger'" in answer["error"]
-    assert record(answer["runId"]).status == "error"
-    refused_bg = cli("spawn", "x", "--agent", "stranger", "--no-wait")
-    assert refused_bg.returncode == 2 and json.loads(refused_bg.stdout)["errorCode"] == "agent_forbidden"
+    error = json.loads(refused.stdout)["error"]
+    assert error["code"] == "spawn_failed" and "unknown model 'nope/nothing'" in error["message"]
+    assert record(error["runId"]).status == "error"
+    waited = cli("wait", error["runId"])
+    assert waited.returncode == 2, "a refused run exits 2 from wait too, as from spawn"
+    refused_bg = cli("spawn", "x", "--model", "nope/nothing", "--no-wait", "--json")
+    assert refused_bg.returncode == 2 and json.loads(refused_bg.stdout)["error"]["code"] == "spawn_failed"
+    text = cli("spawn", "x", "--model", "nope/nothing")
+    assert text.returncode == 2 and text.stdout == ""
+    assert text.stderr.startswith("kimi-acp spawn: error: unknown model 'nope/nothing'")
 
 
 def test_spawn_fake_in_foreground_json(tmp_path: Path) -> None:
     write_config(tmp_path, harness={"command": str(wrapper_script(tmp_path, "ok", "--text", "foreground fake"))})
     done = cli("spawn", "-", "--agent", "coder", "--json", "--env", "EXTRA=1")
     # the task came from stdin ('-'), which was empty: an empty task is refused
-    assert done.returncode == 2 and "task" in json.loads(done.stdout)["error"]
+    assert done.returncode == 2 and "task" in json.loads(done.stdout)["error"]["message"]
     done = cli("spawn", "do it", "--agent", "coder", "--json")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)

@@ -221,11 +221,11 @@ def test_doctor_offline_without_key_fails_and_names_the_variable(clean_env, clau
     assert main(["doctor", "--offline"]) != 0
     out = capsys.readouterr().out
     assert "KIMI_API_KEY" in out
-    assert "some checks failed" in out
+    assert "some checks failed (exit 3)" in out
 
-    assert main(["doctor", "--offline", "--json"]) == 1
+    assert main(["doctor", "--offline", "--json"]) == 3  # the README's exit code for a missing key
     data = json.loads(capsys.readouterr().out)
-    assert data["ok"] is False
+    assert data["ok"] is False and data["exitCode"] == 3
     checks = {c["name"]: c for c in data["checks"]}
     assert checks["config"]["ok"] and checks["backend"]["ok"]
     assert checks["key"]["ok"] is False
@@ -249,7 +249,7 @@ def test_doctor_offline_with_key_passes_and_masks_it(clean_env, claude_bin, monk
 def test_doctor_reports_a_bad_config(clean_env, claude_bin, monkeypatch, capsys):
     (clean_env / "openclaw.json").write_text("{\n  plugins: ]\n}\n")
     monkeypatch.setenv("KIMI_ACP_CLAUDE", claude_bin)
-    assert main(["doctor", "--offline", "--json"]) == 1
+    assert main(["doctor", "--offline", "--json"]) == 2  # bad config
     checks = checks_of(capsys.readouterr().out)
     assert checks["config"]["ok"] is False
     assert ":2:12: JSON5 syntax error" in checks["config"]["detail"]
@@ -259,7 +259,7 @@ def test_doctor_missing_claude_binary(clean_env, monkeypatch, capsys, tmp_path):
     write_config(clean_env / "openclaw.json")
     monkeypatch.setenv("KIMI_API_KEY", KEY)
     monkeypatch.setenv("KIMI_ACP_CLAUDE", str(tmp_path / "no-such-claude"))
-    assert main(["doctor", "--offline", "--json"]) == 1
+    assert main(["doctor", "--offline", "--json"]) == 4  # Claude Code not found
     checks = checks_of(capsys.readouterr().out)
     assert checks["claude"]["ok"] is False
     assert "no-such-claude" in checks["claude"]["detail"]
@@ -308,6 +308,72 @@ def test_doctor_against_the_stub_with_a_wrong_key(clean_env, claude_bin, monkeyp
     assert "fix:" in out
     assert wrong not in out and stub.key not in out
     assert "some checks failed" in out
+
+
+# --------------------------------------------------------------------------- what the user will use
+
+
+def test_a_kimi_key_with_nothing_routed_to_kimi_is_not_a_green(clean_env, claude_bin, monkeypatch, capsys):
+    """The README's first check (a key, no routing rule yet) used to say "all checks passed"."""
+    monkeypatch.setenv("KIMI_ACP_CLAUDE", claude_bin)
+    monkeypatch.setenv("KIMI_API_KEY", KEY)
+    assert main(["doctor", "--offline"]) == 1
+    out = capsys.readouterr().out
+    assert "all checks passed" not in out
+    assert "KIMI_API_KEY is set, but no spawn goes to Kimi" in out
+    assert "kimi-acp install --global" in out and "kimi-acp install --agent" in out
+
+
+def test_doctor_checks_each_agents_backend_and_the_default(clean_env, claude_bin, monkeypatch, capsys):
+    (clean_env / "openclaw.json").write_text(json.dumps({"plugins": {"entries": {"kimi-acp": {"config": {
+        "agents": {"coder": {"backend": "kimi"}},
+        "backends": {"alt": {"baseUrl": "http://127.0.0.1:9/alt", "apiKeyEnv": "ALT_KEY"}},
+        "defaultBackend": "alt"}}}}}))
+    monkeypatch.setenv("KIMI_ACP_CLAUDE", claude_bin)
+    monkeypatch.setenv("KIMI_API_KEY", KEY)
+    assert main(["doctor", "--offline", "--json"]) == 3  # alt, the default, has no key
+    data = json.loads(capsys.readouterr().out)
+    keys = {c["subject"]: c for c in data["checks"] if c["name"] == "key"}
+    assert keys["kimi"]["ok"] and keys["alt"]["ok"] is False and "ALT_KEY" in keys["alt"]["detail"]
+    [routing] = [c for c in data["checks"] if c["name"] == "routing"]
+    assert routing["detail"] == "default -> alt; agent coder -> kimi"
+    # only what --agent picks
+    assert main(["doctor", "--offline", "--json", "--agent", "coder"]) == 0
+    assert {c["subject"] for c in json.loads(capsys.readouterr().out)["checks"] if c["name"] == "key"} == {"kimi"}
+
+
+def test_doctor_flags_a_v1_suffix_on_the_base_url(clean_env, claude_bin, monkeypatch, capsys):
+    write_config(clean_env / "openclaw.json", "http://127.0.0.1:9/coding/v1")
+    monkeypatch.setenv("KIMI_ACP_CLAUDE", claude_bin)
+    monkeypatch.setenv("KIMI_API_KEY", KEY)
+    assert main(["doctor", "--offline", "--json"]) == 1
+    check = checks_of(capsys.readouterr().out)["baseurl"]
+    assert check["ok"] is False and "/coding/v1/v1/messages" in check["detail"]
+    assert check["fix"] == "set baseUrl to http://127.0.0.1:9/coding (without /v1)"
+
+
+def test_doctor_checks_the_report_path(clean_env, claude_bin, monkeypatch, capsys, no_proxy):
+    from kimi_acp.stub.gateway import GatewayStub
+
+    monkeypatch.setenv("KIMI_ACP_CLAUDE", claude_bin)
+    monkeypatch.setenv("KIMI_API_KEY", KEY)
+    with GatewayStub(token="hooks-token-for-doctor-0000") as gw:
+        (clean_env / "openclaw.json").write_text(json.dumps({"plugins": {"entries": {"kimi-acp": {"config": {
+            "defaultBackend": "kimi", "backends": {"kimi": {"baseUrl": BASE}}, "report": {"gateway": {"url": gw.url}}}}}}}))
+        assert main(["doctor", "--json", "--offline"]) == 1  # no token: results would be refused
+        checks = checks_of(capsys.readouterr().out)
+        assert checks["token"]["ok"] is False and "OPENCLAW_HOOKS_TOKEN" in checks["token"]["fix"]
+        monkeypatch.setenv("OPENCLAW_HOOKS_TOKEN", "hooks-token-for-doctor-0000")
+        assert main(["doctor", "--json", "--offline"]) == 0
+        checks = checks_of(capsys.readouterr().out)
+        assert checks["token"]["ok"] and "hooks-token-for-doctor-0000" not in checks["token"]["detail"]
+        # online: the gateway answers (the backend probe fails: nothing listens on port 9)
+        main(["doctor", "--json", "--timeout", "5"])
+        checks = checks_of(capsys.readouterr().out)
+        assert checks["gateway"]["ok"], checks["gateway"]
+    main(["doctor", "--json", "--timeout", "5"])  # and now it is gone
+    checks = checks_of(capsys.readouterr().out)
+    assert checks["gateway"]["ok"] is False and "not reachable" in checks["gateway"]["detail"]
 
 
 # --------------------------------------------------------------------------- Claude Code's settings layers

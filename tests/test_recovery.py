@@ -160,7 +160,7 @@ async def test_the_cli_noticing_first_still_queues_the_lost_event(tmp_path: Path
     run_id = info["running"]
     done = subprocess.run([KIMI_ACP, "ps", "--all", "--json"], capture_output=True, text=True, timeout=30, env=dict(os.environ))
     assert done.returncode == 0, done.stderr
-    rows = {r["run_id"]: r for r in json.loads(done.stdout)}
+    rows = {r["runId"]: r for r in json.loads(done.stdout)}
     assert rows[run_id]["status"] == "lost" and rows[info["finished"]]["status"] == "ok"
     assert_no_orphans(run_id, info["pgid"], info["kids"])
     with Store() as store:

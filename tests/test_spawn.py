@@ -8,6 +8,7 @@ Every test that ends a run asserts, by scanning /proc, that nothing of the run
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
@@ -327,10 +328,23 @@ async def test_missing_binary_is_an_error_with_an_install_hint(tmp_path: Path) -
 
 
 async def test_unknown_requester_agent_lists_known_agents(tmp_path: Path) -> None:
-    write_config(tmp_path)
+    path = write_config(tmp_path)
+    data = json.loads(path.read_text().split("\n", 1)[1])
+    data["agents"] = {"list": [{"id": "coder"}, {"id": "writer"}]}  # OpenClaw's own agents
+    path.write_text(json.dumps(data))
     async with spawner(FakeHarness(fake_argv("ok"))) as sp:
         answer = await sp.spawn(acp(), {"requesterAgentId": "stranger"})
-        assert_refused(sp, answer, "agent_forbidden", "unknown agent 'stranger'", "coder", "main")
+        assert_refused(sp, answer, "agent_forbidden", "unknown agent 'stranger'", "coder", "main", "writer")
+
+
+async def test_an_agent_without_a_routing_rule_gets_the_default(tmp_path: Path) -> None:
+    """kimi-acp's agents section routes; it does not say which agents exist (OpenClaw does)."""
+    write_config(tmp_path)
+    async with spawner(FakeHarness(fake_argv("ok"))) as sp:
+        answer = await sp.spawn(acp(), {"requesterAgentId": "writer"})
+        assert answer["status"] == "accepted", answer
+        assert answer["backend"] == "passthrough"
+        await sp.wait(answer["runId"])
 
 
 async def test_unknown_model_ref_lists_known_refs(tmp_path: Path) -> None:

@@ -224,10 +224,23 @@ def test_cli_demo(tmp_path: Path, claude_bin: str) -> None:
     out = done.stdout
     assert "[Internal task completion event]" in out
     assert "status: completed successfully" in out
-    assert "Hello from the Kimi stub" in out
+    assert "Tool said: stub-tool-ok" in out and "] tool " in done.stderr  # the default task runs a tool (progress: stderr)
     assert "Authorization: (none)" in out and "PRESENT" not in out
+    assert "means the decoy Anthropic token from the parent environment never reached the backend" in out
+    assert "user-agent: claude-cli/2.1.332 (external, sdk-cli)" in out  # whole, not cut
+    assert "config: /tmp" not in out  # no scratch path shown as if it lasted
     assert "sk-kimi-demo-local-stub-key-7d3a" not in out + done.stderr
     assert "sk-ant-decoy" not in out + done.stderr
+
+    as_json = subprocess.run(
+        [KIMI_ACP, "demo", "--json"], env=env, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL,
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    run = json.loads(as_json.stdout)  # only the run object on stdout; the narration went to stderr
+    from kimi_acp.commands.output import RUN_KEYS
+
+    assert tuple(run) == RUN_KEYS and run["status"] == "ok" and "costUsd" not in run
+    assert "[Internal task completion event]" in as_json.stderr
 
 
 @pytest.mark.asyncio

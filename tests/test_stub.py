@@ -206,9 +206,24 @@ def test_count_tokens(stub: StubServer, client: httpx.Client) -> None:
     assert post(client, stub, body, path="/v1/messages/count_tokens", headers=headers(key=None)).status_code == 401
 
 
-def test_any_prefix_and_bare_path(stub: StubServer, client: httpx.Client) -> None:
-    for url in (stub.url + "/v1/messages", stub.url + "/anthropic/v1/messages?beta=true"):
-        assert client.post(url, json=cc_body(stream=False), headers=headers()).status_code == 200
+def test_only_the_base_path_serves_messages(stub: StubServer, client: httpx.Client) -> None:
+    """As strict as Kimi: the API lives under /coding only. A base URL ending in /v1 makes
+    Claude Code call .../v1/v1/messages, which is a 404 there and here."""
+    assert client.post(stub.base_url + "/v1/messages?beta=true", json=cc_body(stream=False), headers=headers()).status_code == 200
+    for path in ("/v1/messages", "/anthropic/v1/messages?beta=true", "/coding/v1/v1/messages", "/x/coding/v1/messages",
+                 "/v1/v1/messages/count_tokens"):
+        r = client.post(stub.url + path, json=cc_body(stream=False), headers=headers())
+        assert r.status_code == 404, path
+        assert r.json()["error"]["type"] == "not_found_error"
+    assert stub.messages_requests()[-1].route == "/coding/v1/messages"
+
+
+def test_base_path_is_configurable() -> None:
+    with StubServer(key=KEY, base_path="/", extra_base_paths=("/alt/",)) as root, httpx.Client(timeout=10, **LOCAL) as client:
+        assert root.base_url == root.url
+        for path in ("/v1/messages", "/alt/v1/messages"):
+            assert client.post(root.url + path, json=cc_body(stream=False), headers=headers()).status_code == 200
+        assert client.post(root.url + "/coding/v1/messages", json=cc_body(stream=False), headers=headers()).status_code == 404
 
 
 def test_bad_json_is_400(stub: StubServer, client: httpx.Client) -> None:

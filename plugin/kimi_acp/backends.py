@@ -98,7 +98,8 @@ class Backend:
             hint = f"set {names[0]}" + (f" (or {', '.join(names[1:])})" if names[1:] else "")
         else:
             hint = f'set plugins.entries.kimi-acp.config.backends.{self.name}.apiKeyEnv to the variable holding it'
-        raise MissingKeyError(f"no API key for backend '{self.name}': {hint}")
+        raise MissingKeyError(f"no API key for backend '{self.name}': {hint}",
+                              hint=f"export {names[0]}=<your key>" if names else hint)
 
     def merged(self, **changes: Any) -> Backend:
         """A copy with the non-None ``changes`` applied."""

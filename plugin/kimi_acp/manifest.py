@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .paths import checkout_root
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+CHECKOUT = checkout_root(__file__)
+REPO_ROOT = CHECKOUT or Path(__file__).resolve().parents[2]
 MANIFEST_PATH = REPO_ROOT / "manifest.json"
 
 OPENCLAW_HOOKS = ["before_tool_call"]
@@ -106,6 +108,11 @@ def stale_files() -> list[Path]:
 
 
 def run(args: Any) -> int:
+    if (args.check or args.write) and CHECKOUT is None:
+        from .errors import UsageError
+
+        raise UsageError("manifest --check and --write work in a source checkout only; this kimi-acp is an installed package",
+                         hint="run `kimi-acp manifest` to print the manifest, or use a clone of the repository")
     if args.check:
         stale = stale_files()
         for p in stale:

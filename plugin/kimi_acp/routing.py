@@ -95,10 +95,13 @@ def known_agents(cfg: Config) -> list[str]:
 
 
 def check_agent(cfg: Config, agent_id: str) -> None:
-    """An agent id must be known when the config names agents at all."""
+    """An agent id must be one of OpenClaw's agents when openclaw.json lists them.
+
+    kimi-acp's own ``agents`` section only routes: an agent without a rule there is not
+    unknown, its spawns get the default (as they do inside OpenClaw)."""
     if agent_id in cfg.agents or agent_id in cfg.settings.agents or agent_id == "main":
         return
-    if cfg.agents or cfg.settings.agents:
+    if cfg.agents:
         raise UnknownNameError(f"unknown agent '{agent_id}' (known: {', '.join(known_agents(cfg))})")
 
 

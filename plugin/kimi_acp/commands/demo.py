@@ -20,10 +20,14 @@ from pathlib import Path
 from typing import Any
 
 SESSION = "agent:main:main"
+DECOY = "sk-ant-decoy-fake-gateway-token-000000000"
+
+_out = sys.stdout
 
 
 def _say(text: str = "") -> None:
-    print(text, flush=True)
+    """The demo's narration: stdout, or stderr with --json (stdout then holds the run object only)."""
+    print(text, file=_out, flush=True)
 
 
 def run(args: Any) -> int:
@@ -35,11 +39,14 @@ def run(args: Any) -> int:
 async def _demo(args: Any) -> int:
     import anyio
 
+    global _out
+    _out = sys.stderr if args.json else sys.stdout
+
     from ..plugins import get_plugin_manager
     from ..redact import mask, redact
     from ..spawn import Spawner
     from ..stub.gateway import GatewayStub
-    from .runs import Progress
+    from ..progress import Progress
 
     live = bool(args.live)
     if live and not os.environ.get("KIMI_API_KEY"):
@@ -56,7 +63,8 @@ async def _demo(args: Any) -> int:
         else:
             from ..stub.server import StubServer
 
-            stub = StubServer(key="sk-kimi-demo-local-stub-key-7d3a").start()
+            # tool_use: the stub asks Claude Code to run a tool, so the demo shows a tool call too
+            stub = StubServer(key="sk-kimi-demo-local-stub-key-7d3a", scenario="tool_use").start()
             key = stub.key
             backend = {"baseUrl": stub.base_url}
         config = {
@@ -82,7 +90,7 @@ async def _demo(args: Any) -> int:
                 "KIMI_API_KEY": key,
                 "OPENCLAW_HOOKS_TOKEN": "demo-hooks-token",
                 # A decoy: the gateway's own Anthropic credential, which the child must not get.
-                "ANTHROPIC_AUTH_TOKEN": "sk-ant-decoy-fake-gateway-token-000000000",
+                "ANTHROPIC_AUTH_TOKEN": DECOY,
                 "HOME": str(home),
                 "KIMI_ACP_STATE_DIR": str(work / "state"),
             }
@@ -90,8 +98,10 @@ async def _demo(args: Any) -> int:
         os.environ["KIMI_ACP_STATE_DIR"] = str(work / "state")
 
         _say(f"== kimi-acp demo ({'Kimi, live' if live else 'local Kimi stub at ' + stub.base_url if stub else ''})")
-        _say(f"config: {cfg_path}")
-        _say(f'spawn:  sessions_spawn(runtime="acp", agentId="claude", task={args.task!r}) from {SESSION}')
+        _say("setup:  a scratch openclaw.json (removed at exit) routes requester agent 'main' to the kimi backend;")
+        _say("        the parent environment holds a decoy Anthropic token (ANTHROPIC_AUTH_TOKEN) the child must not get")
+        _say(f'spawn:  requester agent main (session {SESSION}) calls sessions_spawn(runtime="acp",')
+        _say(f"        agentId=\"claude\" (the target ACP agent), task={args.task!r})")
         _say()
         pm = get_plugin_manager()
         progress = Progress()
@@ -109,17 +119,26 @@ async def _demo(args: Any) -> int:
                 _say("accepted: " + json.dumps({k: answer.get(k) for k in ("status", "runId", "childSessionKey", "backend", "reason", "error")}))
                 if answer["status"] != "accepted":
                     return 2
+                progress.begin()
                 result = await spawner.wait(answer["runId"])
                 with anyio.move_on_after(15):
                     while not gateway.deliveries:
                         await spawner.flush_outbox()
                         await anyio.sleep(0.1)
+            run_obj = None
+            if args.json:
+                from .output import load_run_json
+
+                run_obj = load_run_json(store, answer["runId"])
         finally:
+            progress.end()
             pm.unregister(progress)
             store.close()
         _say()
-        if args.json:
-            _say(json.dumps(result.to_json(), indent=2))
+        if run_obj is not None:
+            from .output import dump
+
+            dump(run_obj)
         _say("== completion event delivered to the requester session (POST /hooks/agent):")
         if gateway.deliveries:
             d = gateway.deliveries[-1]
@@ -134,12 +153,17 @@ async def _demo(args: Any) -> int:
             _say("== what the Kimi stub received:")
             for r in reqs:
                 auth = "Authorization: (none)" if "authorization" not in r.headers else "Authorization: PRESENT (should not be)"
-                _say(
-                    f"   {r.method} {r.path}  x-api-key: {mask(r.headers.get('x-api-key'))}  {auth}  "
-                    f"model: {(r.body or {}).get('model')}  user-agent: {r.headers.get('user-agent', '')[:30]}"
-                )
+                _say(f"   {r.method} {r.path}  model: {(r.body or {}).get('model')}")
+                _say(f"      x-api-key: {mask(r.headers.get('x-api-key'))}  {auth}")
+                _say(f"      user-agent: {r.headers.get('user-agent', '')}")
+            leaked = any("authorization" in r.headers or DECOY in json.dumps(r.headers) for r in reqs)
+            _say("   Authorization: (none) means the decoy Anthropic token from the parent environment never reached"
+                 " the backend; the child got only the Kimi key, as x-api-key" if not leaked else
+                 "   the decoy Anthropic token reached the backend: the child environment was NOT clean")
         _say()
-        _say(f"status: {result.status}" + (f" ({redact(result.error)})" if result.error else ""))
+        _say(f"status: {result.status}" + (f" ({redact(result.error)})" if result.error else "")
+             + (f"; {result.numTurns} turns, {result.durationMs / 1000:.1f}s" if result.durationMs is not None else ""))
+        _say("(the scratch config, state and transcripts are removed now; a real run's stay: kimi-acp ps, show, logs)")
         return 0 if result.ok else 1
     finally:
         gateway.stop()

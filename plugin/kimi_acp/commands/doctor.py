@@ -1,9 +1,15 @@
 """``kimi-acp doctor``: is everything in place for a spawn to work?
 
-Checks, in order: the config loads; the backend resolves; its key is present;
-Claude Code is found (and its version); and, unless ``--offline``, a live probe
-of the backend: a tiny streaming ``POST {baseUrl}/v1/messages`` sent the way
-Claude Code sends it (Kimi refuses other user agents with 403).
+Checks what the user's spawns will use, in order: the config loads; routing (the global
+default and each agent with a rule, or the one ``--agent``/``--model`` picks; a failure when a
+Kimi key is set but nothing routes to Kimi); for each backend used: its base URL (no ``/v1``
+suffix), its key, and unless ``--offline`` a live probe (a tiny streaming
+``POST {baseUrl}/v1/messages`` sent the way Claude Code sends it: Kimi refuses other user
+agents with 403); Claude Code is found; the report path (gateway URL, hooks token, reachable);
+the state dir; Claude Code settings files that set backend variables.
+
+Exit code: 2 bad config, 4 Claude Code not found, 3 missing key (the first of these that
+fails), 1 any other failed check, 0 all passed.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ class Check:
     fix: str | None = None
     skipped: bool = False
     warning: bool = False  # passes, but the user should know (printed with "!")
+    subject: str | None = None  # the backend a per-backend check is about
 
 
 def state_checks() -> list[Check]:
@@ -145,9 +152,79 @@ def probe(backend: Any, key: str, model: str | None, *, timeout: float = 30.0, t
     return Check("probe", False, f"{url}: {what}: {text}", fix)
 
 
+def _routes(cfg: Any, args: Any) -> list[tuple[str, Any]]:
+    """What to check: the route --agent/--model/--target/--session picks, or else the global
+    default and each agent that has a routing rule (what the user's spawns will use)."""
+    from types import SimpleNamespace
+
+    if any(getattr(args, n, None) for n in ("agent", "model", "target", "session")):
+        who = f"agent {args.agent}" if getattr(args, "agent", None) else "this spawn"
+        return [(who, route_for(cfg, args))]
+    out = [("default", route_for(cfg, SimpleNamespace()))]
+    for agent in sorted(cfg.settings.agents):
+        out.append((f"agent {agent}", route_for(cfg, SimpleNamespace(agent=agent))))
+    return out
+
+
+def base_url_check(backend: Any) -> Check | None:
+    """A base URL that ends in /v1: Claude Code appends /v1/messages itself (…/v1/v1/messages is a 404)."""
+    base = (backend.base_url or "").rstrip("/")
+    if base.endswith("/v1"):
+        return Check("baseurl", False, f"backend '{backend.name}': base URL {base} ends in /v1, so Claude Code would call "
+                     f"{base}/v1/messages (a 404 on Kimi)", f"set baseUrl to {base[:-3]} (without /v1)", subject=backend.name)
+    return None
+
+
+def routing_check(cfg: Any, routes: list[tuple[str, Any]], environ: Any) -> Check:
+    """Which backend each route gets; a failure when a Kimi key is set but nothing goes to Kimi."""
+    shown = "; ".join(f"{who} -> {r.name}" for who, r in routes)
+    kimi = cfg.backends.get("kimi")
+    key_vars = [v for v in (kimi.key_variables() if kimi is not None else []) if environ.get(v)]
+    if key_vars and all(r.backend.passthrough for _, r in routes):
+        return Check("routing", False, f"{key_vars[0]} is set, but no spawn goes to Kimi ({shown})",
+                     "route spawns to Kimi: `kimi-acp install --global` (every spawn) or `kimi-acp install --agent ID` "
+                     "(one agent), or /model kimi/kimi-k2.5 in a session")
+    return Check("routing", True, shown)
+
+
+def report_checks(cfg: Any, environ: Any, *, offline: bool, timeout: float, transport: Any = None) -> list[Check]:
+    """The path results take back to OpenClaw: a gateway URL, its hooks token, and (online) that it answers."""
+    gw = cfg.settings.report.gateway
+    if not gw.url:
+        return [Check("report", True, "no report.gateway.url: results stay in kimi-acp (ps, show, wait) and are not "
+                      "reported to OpenClaw sessions", "set plugins.entries.kimi-acp.config.report.gateway.url to your "
+                      "gateway (e.g. http://127.0.0.1:18789) to have results reported", warning=True)]
+    out: list[Check] = []
+    token = gw.token.get_secret_value() if gw.token else environ.get(gw.tokenEnv)
+    if token:
+        out.append(Check("token", True, f"hooks token {mask(token)} (from {'report.gateway.token' if gw.token else gw.tokenEnv})"))
+    else:
+        out.append(Check("token", False, f"no hooks token: {gw.tokenEnv} is not set, so results would be posted to "
+                         f"{gw.url}{gw.path} without Authorization and refused",
+                         f"export {gw.tokenEnv}=<hooks.token from openclaw.json>"))
+    if offline:
+        out.append(Check("gateway", True, f"{gw.url}: skipped (--offline)", skipped=True))
+        return out
+    import httpx
+
+    try:
+        with httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), transport=transport) as client:
+            resp = client.get(gw.url + "/")
+        out.append(Check("gateway", True, f"{gw.url}: reachable (HTTP {resp.status_code}); results go to {gw.path}"))
+    except httpx.HTTPError as exc:
+        out.append(Check("gateway", False, f"{gw.url}: not reachable ({type(exc).__name__}); results wait in the outbox "
+                         "until it is", "start the OpenClaw gateway, or fix report.gateway.url (kimi-acp outbox shows what waits)"))
+    return out
+
+
+EXIT_BY_CHECK = {"config": 2, "claude": 4, "key": 3}
+"""The exit code when this check fails (the first such failure wins); any other failure is 1."""
+
+
 def run(args: Any) -> int:
     checks: list[Check] = []
-    cfg = route = key = None
+    cfg = None
+    routes: list[tuple[str, Any]] = []
     try:
         from ..config import load_config
 
@@ -157,23 +234,36 @@ def run(args: Any) -> int:
         checks.append(Check("config", False, redact(str(exc)), "fix the file at the place named"))
     if cfg is not None:
         try:
-            route = route_for(cfg, args)
-            checks.append(Check("backend", True, f"{route.name}" + (f" (model {route.model})" if route.model else "") + f": {route.reason}"))
+            routes = _routes(cfg, args)
         except KimiAcpError as exc:
-            checks.append(Check("backend", False, str(exc)))
-    if route is not None:
+            checks.append(Check("backend", False, str(exc), exc.hint))
+        if routes:
+            checks.append(routing_check(cfg, routes, os.environ))
+    seen: dict[str, Any] = {}
+    for who, route in routes:
+        checks.append(Check("backend", True, f"{who}: {route.name}" + (f" (model {route.model})" if route.model else "")
+                            + f": {route.reason}", subject=route.name))
+        seen.setdefault(route.name, route)
+    keys: dict[str, str] = {}
+    for name, route in seen.items():
         b = route.backend
         if b.passthrough:
-            checks.append(Check("key", True, "passthrough: the child uses the parent's own credentials", skipped=True))
-        else:
-            try:
-                key = b.resolve_key(os.environ)
-                src = next((n for n in b.key_variables() if os.environ.get(n) == key), "openclaw.json")
-                checks.append(Check("key", True, f"{mask(key)} (from {src})"))
-            except KimiAcpError as exc:
-                checks.append(Check("key", False, str(exc), f"export {b.key_variables()[0]}=sk-kimi-…" if b.key_variables() else None))
-            if b.timeout_ms is not None and b.timeout_ms < 120_000:
-                checks.append(Check("timeout", False, f"API timeout {b.timeout_ms} ms is below 120000", "raise timeoutMs to 600000"))
+            checks.append(Check("key", True, "passthrough: the child uses the parent's own credentials", skipped=True, subject=name))
+            continue
+        bad_base = base_url_check(b)
+        if bad_base is not None:
+            checks.append(bad_base)
+        try:
+            key = b.resolve_key(os.environ)
+            src = next((n for n in b.key_variables() if os.environ.get(n) == key), "openclaw.json")
+            checks.append(Check("key", True, f"{name}: {mask(key)} (from {src})", subject=name))
+            keys[name] = key
+        except KimiAcpError as exc:
+            checks.append(Check("key", False, str(exc), f"export {b.key_variables()[0]}=sk-kimi-…" if b.key_variables() else None,
+                                subject=name))
+        if b.timeout_ms is not None and b.timeout_ms < 120_000:
+            checks.append(Check("timeout", False, f"{name}: API timeout {b.timeout_ms} ms is below 120000", "raise timeoutMs to 600000",
+                                subject=name))
     try:
         from ..harness.command import claude_version, find_claude
 
@@ -181,25 +271,39 @@ def run(args: Any) -> int:
         path = find_claude(configured)
         checks.append(Check("claude", True, f"{path} ({claude_version(path)})"))
     except KimiAcpError as exc:
-        checks.append(Check("claude", False, str(exc)))
-    if route is not None and not route.backend.passthrough:
+        checks.append(Check("claude", False, str(exc), exc.hint))
+    for name, route in seen.items():
+        if route.backend.passthrough:
+            continue
         if args.offline:
-            checks.append(Check("probe", True, "skipped (--offline)", skipped=True))
-        elif key is not None:
-            checks.append(probe(route.backend, key, route.model, timeout=args.timeout))
+            checks.append(Check("probe", True, f"{name}: skipped (--offline)", skipped=True, subject=name))
+        elif name in keys:
+            probed = probe(route.backend, keys[name], route.model, timeout=args.timeout)
+            probed.subject = name
+            checks.append(probed)
         else:
-            checks.append(Check("probe", False, "skipped: no key", skipped=True))
+            checks.append(Check("probe", False, f"{name}: skipped: no key", skipped=True, subject=name))
+    if cfg is not None:
+        checks.extend(report_checks(cfg, os.environ, offline=args.offline, timeout=min(args.timeout, 10.0)))
     checks.extend(state_checks())
-    if route is not None:
+    for name, route in seen.items():
         checks.extend(settings_checks(route.backend, getattr(args, "cwd", None)))
+        break  # the settings files are the same for every backend; the first one says what applies
     ok = all(c.ok for c in checks)
+    code = 0
+    if not ok:
+        code = next((EXIT_BY_CHECK[c.name] for c in checks if not c.ok and c.name in EXIT_BY_CHECK), 1)
     if args.json:
-        print_json({"ok": ok, "checks": [asdict(c) for c in checks]})
+        print_json({"ok": ok, "exitCode": code, "checks": [asdict(c) for c in checks]})
     else:
         for c in checks:
             mark = "-" if c.skipped else ("!" if c.warning else ("✓" if c.ok else "✗"))
             print(f"{mark} {c.name:8} {c.detail}")
             if c.fix and (not c.ok or c.warning):
                 print(f"  {'':8} {'note' if c.warning else 'fix'}: {c.fix}")
-        print("all checks passed" if ok else "some checks failed")
-    return 0 if ok else 1
+        if ok:
+            warned = sum(1 for c in checks if c.warning)
+            print("all checks passed" + (f" ({warned} note{'s' if warned != 1 else ''} above)" if warned else ""))
+        else:
+            print(f"some checks failed (exit {code})")
+    return code

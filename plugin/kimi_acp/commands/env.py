@@ -35,13 +35,33 @@ def claude_settings(backend: Any, cwd: str | None) -> list[dict[str, Any]]:
     return found
 
 
+NO_KEY = "<not set>"
+
+
 def run(args: Any) -> int:
+    """Exit 0, or 3 when the backend's key is missing: routing is still shown in full (with the
+    key as ``<not set>``), so it can be checked before a key exists."""
+    from ..errors import MissingKeyError, split_hint
+
     cfg = load(args)
     route = route_for(cfg, args)
-    key = None if route.backend.passthrough else route.backend.resolve_key(os.environ)
+    missing: MissingKeyError | None = None
+    key = None
+    if not route.backend.passthrough:
+        try:
+            key = route.backend.resolve_key(os.environ)
+        except MissingKeyError as exc:
+            missing, key = exc, NO_KEY
     child = build_child_env(os.environ, route.backend, key=key, model=route.model,
                             secret_names=cfg.secret_names(), secret_values=cfg.secret_values())
     shown = child.set if args.reveal else mask_env(child.set)
+    if missing is not None:
+        shown = {k: (NO_KEY if v == NO_KEY or child.set.get(k) == NO_KEY else v) for k, v in shown.items()}
+    base = (route.backend.base_url or "").rstrip("/")
+    notes = list(route.notes)
+    if base.endswith("/v1"):
+        notes.append(f"the base URL {base} ends in /v1: Claude Code appends /v1/messages itself, so it would call "
+                     f"{base}/v1/messages (a 404 on Kimi); set baseUrl to {base[:-3]}")
     layers = claude_settings(route.backend, getattr(args, "cwd", None))
     override = None if route.backend.passthrough else OVERRIDE_NOTE
     if args.json:
@@ -53,19 +73,20 @@ def run(args: Any) -> int:
                 "reason": route.reason,
                 "set": shown,
                 "unset": child.unset,
-                "notes": list(route.notes),
+                "notes": notes,
                 "config": str(cfg.path) if cfg.exists else None,
                 "claudeSettings": layers,
                 "settingsOverride": override,
+                **({"error": {"code": missing.code, "message": split_hint(str(missing))[0], "hint": missing.hint}} if missing else {}),
             }
         )
-        return 0
+        return missing.exit_code if missing else 0
     lines = [
         f"backend: {route.name}" + (f" (model {route.model})" if route.model else ""),
         f"reason:  {route.reason}",
         f"config:  {cfg.path if cfg.exists else f'{cfg.path} (not found; built-in presets only)'}",
     ]
-    lines += [f"note:    {n}" for n in route.notes]
+    lines += [f"note:    {n}" for n in notes]
     if shown:
         lines.append("set:")
         lines += [f"  {k}={v}" for k, v in shown.items()]
@@ -81,4 +102,9 @@ def run(args: Any) -> int:
     if route.backend.passthrough:
         lines.append("(passthrough: the child keeps the parent's environment unchanged)")
     print("\n".join(lines))
+    if missing is not None:
+        from .output import emit_error
+
+        emit_error("env", missing.code, split_hint(str(missing))[0], missing.hint, as_json=False)
+        return missing.exit_code
     return 0

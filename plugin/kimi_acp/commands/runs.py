@@ -1,10 +1,8 @@
-"""``kimi-acp spawn / ps / wait / kill / logs``.
+"""``kimi-acp spawn / wait / kill`` (``ps``, ``show``, ``prune``: :mod:`.ps`; ``logs``: :mod:`.logs`).
 
-Exit codes of ``spawn`` and ``wait``: 0 ok; 1 error or lost; 2 the spawn was refused
-(bad request, unknown agent or model, missing key or binary, blocked); 75 rate
-limited (try again later); 124 timeout; 130 cancelled. A foreground ``spawn`` that gets
-SIGINT, SIGTERM or SIGHUP cancels its run (whole process group, recorded ``cancelled``,
-result delivered) and exits 128 + the signal number: 130, 143, 129.
+Exit codes: :mod:`kimi_acp.exitcodes`. Output: :mod:`.output` (one run shape, errors).
+A foreground ``spawn`` that gets SIGINT, SIGTERM or SIGHUP cancels its run (whole process group,
+recorded ``cancelled``, result delivered) and exits 128 + the signal number: 130, 143, 129.
 """
 
 from __future__ import annotations
@@ -17,10 +15,10 @@ import sys
 import time
 from typing import Any
 
+from ..exitcodes import BY_STATUS as EXIT_BY_STATUS  # noqa: F401 - the old names
+from ..exitcodes import USAGE as EXIT_REFUSED  # noqa: F401
 from ..hookspecs import hookimpl
-
-EXIT_BY_STATUS = {"ok": 0, "error": 1, "lost": 1, "rate_limited": 75, "timeout": 124, "cancelled": 130}
-EXIT_REFUSED = 2
+from ..progress import Progress  # noqa: F401 - kept importable from here
 
 
 def _task_from_args(args: Any) -> str:
@@ -53,7 +51,8 @@ def _request_from_args(args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             raise ConfigError(f"--env {item!r}: expected NAME=VALUE")
         env[name] = value
     request: dict[str, Any] = {"task": task, "runtime": "acp", "env": env}
-    for key, value in (("agentId", args.target), ("model", args.model), ("label", args.label), ("cwd", args.cwd), ("runTimeoutSeconds", args.timeout)):
+    for key, value in (("agentId", args.target), ("model", args.model), ("label", args.label), ("cwd", args.cwd), ("runTimeoutSeconds", args.timeout),
+                       ("thinking", getattr(args, "thinking", None))):
         if value is not None:
             request[key] = value
     if request.get("cwd"):
@@ -62,89 +61,15 @@ def _request_from_args(args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return request, context
 
 
-class Progress:
-    """Live progress on stderr: elapsed, turns, tool calls, tokens."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.start = time.monotonic()
-        self.turns = 0
-        self.tools = 0
-        self.tokens = 0
-        self._messages: set[str] = set()
-        self._last = 0.0
-
-    def line(self) -> str:
-        return f"[{time.monotonic() - self.start:5.1f}s] turns {self.turns} · tool calls {self.tools} · tokens {self.tokens}"
-
-    def _show(self, text: str, force: bool = False) -> None:
-        if self.tty:
-            now = time.monotonic()
-            if force or now - self._last > 0.1:
-                self._last = now
-                self.stream.write("\r\033[K" + text)
-                self.stream.flush()
-        else:
-            self.stream.write(text + "\n")
-            self.stream.flush()
-
-    @hookimpl
-    def kimi_acp_run_event(self, run: Any, event: Any) -> None:
-        kind = getattr(event, "type", None) or (event.get("type") if isinstance(event, dict) else None)
-        if kind == "status":
-            self._show(f"run {run.run_id} started on {run.backend}" + (f" ({run.model})" if run.model else "") + f": {run.reason}", force=True)
-            if self.tty:
-                self.stream.write("\n")
-            return
-        if kind == "assistant":
-            msg = getattr(event, "message", None)
-            mid = getattr(msg, "id", None) if msg is not None else None
-            if mid and mid not in self._messages:
-                self._messages.add(mid)
-                self.turns += 1
-                usage = getattr(msg, "usage", None) or {}
-                if not isinstance(usage, dict):
-                    usage = getattr(usage, "model_dump", lambda: {})()
-                self.tokens += int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
-            for block in getattr(msg, "content", None) or []:
-                btype = getattr(block, "type", None) or (block.get("type") if isinstance(block, dict) else None)
-                if btype == "tool_use":
-                    self.tools += 1
-                    name = getattr(block, "name", None) or (block.get("name") if isinstance(block, dict) else "?")
-                    if not self.tty:
-                        self._show(f"{self.line()} · tool {name}")
-            if self.tty:
-                self._show(self.line())
-        elif kind == "result":
-            usage = getattr(event, "usage", None) or {}
-            if isinstance(usage, dict) and usage:
-                self.tokens = int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0) + int(
-                    usage.get("cache_read_input_tokens") or 0
-                ) + int(usage.get("cache_creation_input_tokens") or 0)
-            self._show(self.line(), force=True)
-            if self.tty:
-                self.stream.write("\n")
-
-
-def _print_result(result: Any, args: Any) -> int:
+def _print_result(result: Any, args: Any, store: Any = None) -> int:
+    """Print a finished run: with ``--json`` the run object (see :mod:`.output`), else its
+    result text on stdout and a summary (status, time, backend, delivery) on stderr."""
     from ..redact import redact
+    from .output import dump, exit_for_run
 
+    out = _run_json(result, store)
     if getattr(args, "json", False):
-        out = {
-            "runId": result.runId,
-            "childSessionKey": result.childSessionKey,
-            "status": result.status,
-            "result": result.result,
-            "backend": result.backend,
-            "model": result.model,
-            "reason": result.reason,
-            "usage": result.usage,
-            "durationMs": result.durationMs,
-            "sessionId": result.sessionId,
-            "error": result.error,
-        }
-        sys.stdout.write(redact(json.dumps(out, indent=2)) + "\n")
+        dump(out)
     else:
         if result.result:
             sys.stdout.write(redact(result.result).rstrip("\n") + "\n")
@@ -153,7 +78,30 @@ def _print_result(result: Any, args: Any) -> int:
         if result.error:
             summary += f" · {result.error}"
         print(f"kimi-acp: run {result.runId} {redact(summary)}", file=sys.stderr)
-    return EXIT_BY_STATUS.get(result.status, 1)
+        print(f"kimi-acp: result {_delivery_words(out)}", file=sys.stderr)
+    return exit_for_run(out)
+
+
+def _run_json(result: Any, store: Any) -> dict[str, Any]:
+    from .output import load_run_json
+
+    if store is not None:
+        return load_run_json(store, result.runId)
+    from ..store import Store
+
+    with Store() as own:
+        return load_run_json(own, result.runId)
+
+
+def _delivery_words(out: dict[str, Any]) -> str:
+    d = out["delivery"]
+    if d["state"] == "delivered":
+        return f"delivered to {out['requesterSessionKey']}"
+    if d["state"] in ("pending", "waiting"):
+        return f"queued for {out['requesterSessionKey']} (kimi-acp outbox shows it until it is delivered)"
+    if not out["requesterSessionKey"]:
+        return "not reported: no requester session (--session KEY)"
+    return "not reported: no gateway configured (report.gateway.url)"
 
 
 class ResultPrinter:
@@ -163,11 +111,15 @@ class ResultPrinter:
         self.args = args
         self.run_id: str | None = None
         self.exit_code: int | None = None
+        self.store: Any = None
+        self.progress: Any = None  # stopped before the result is printed (no status line in between)
 
     @hookimpl
     def kimi_acp_run_finished(self, run: Any, result: Any) -> None:
         if run.run_id == self.run_id:
-            self.exit_code = _print_result(result, self.args)
+            if self.progress is not None:
+                self.progress.end()
+            self.exit_code = _print_result(result, self.args, self.store)
 
 
 def spawn(args: Any) -> int:
@@ -242,12 +194,12 @@ async def _spawn_and_wait_inner(request: dict[str, Any], context: dict[str, Any]
 
     from ..plugins import get_plugin_manager
     from ..prestart import prestart
-    from ..redact import redact
 
     pm = get_plugin_manager()
     # Claude Code boots while the rest of kimi-acp imports (see kimi_acp.prestart).
     early = await prestart(request, context, config_path=args.config, pm=pm)
     progress, printer = Progress(), ResultPrinter(args)
+    printer.progress = progress
     pm.register(progress, name="kimi_acp.cli.progress")
     pm.register(printer, name="kimi_acp.cli.printer")
     try:
@@ -257,18 +209,18 @@ async def _spawn_and_wait_inner(request: dict[str, Any], context: dict[str, Any]
             guard.spawner = spawner
             answer = await spawner.spawn(request, context, prestarted=early)
             if answer["status"] != "accepted":
-                if args.json:
-                    sys.stdout.write(json.dumps(answer, indent=2) + "\n")
-                print(f"kimi-acp spawn: {answer['status']}: {redact(answer.get('error', ''))}", file=sys.stderr)
-                return EXIT_REFUSED
-            printer.run_id = guard.run_id = answer["runId"]
+                return _refused(answer, args)
+            printer.run_id, printer.store = answer["runId"], spawner.store
+            guard.run_id = answer["runId"]
             await guard.cancel_run()  # a signal that came while the spawn was being accepted
             with anyio.CancelScope() as guard.scope:
                 result = await spawner.wait(answer["runId"])
+            progress.end()
             if guard.scope.cancelled_caught:  # a second signal: the spawner's exit kills the run now
                 return EXIT_BY_STATUS["cancelled"]
-            return printer.exit_code if printer.exit_code is not None else _print_result(result, args)
+            return printer.exit_code if printer.exit_code is not None else _print_result(result, args, spawner.store)
     finally:
+        progress.end()
         if early is not None:
             await early.discard()  # started early but not adopted (a refused spawn): kill it
         pm.unregister(progress)
@@ -303,60 +255,56 @@ def _spawn_detached(request: dict[str, Any], context: dict[str, Any], args: Any)
         return 1
     proc.stderr.close()
     answer = json.loads(line)
-    sys.stdout.write(json.dumps(answer, indent=2) + "\n")
-    return 0 if answer.get("status") == "accepted" else EXIT_REFUSED
+    if answer.get("status") != "accepted":
+        return _refused(answer, args)
+    _print_accepted(answer, args)
+    return 0
+
+
+def _refused(answer: dict[str, Any], args: Any) -> int:
+    """A refused spawn, by the error contract; its exit code says why (3 key, 4 Claude Code, 5 blocked, else 2)."""
+    from .output import emit_error, refusal_exit, refusal_hint
+
+    extra = {"runId": answer["runId"]} if answer.get("runId") else {}
+    emit_error("spawn", answer.get("errorCode") or "spawn_failed", ("" if answer.get("status", "error") == "error" else f"{answer['status']}: ") + str(answer.get("error", "")),
+               refusal_hint(answer), as_json=bool(args.json), **extra)
+    return refusal_exit(answer)
+
+
+def _print_accepted(answer: dict[str, Any], args: Any) -> None:
+    """``--no-wait``: the run object with --json, else what was started and where its result goes."""
+    from ..store import Store
+    from .output import dump, load_run_json
+
+    with Store() as store:
+        out = load_run_json(store, answer["runId"])
+    if args.json:
+        dump(out)
+        return
+    run_id = answer["runId"]
+    print(run_id)
+    where = f"on {out['backend']}" + (f" ({out['model']})" if out["model"] else "")
+    print(f"kimi-acp: run {run_id} accepted {where}; a background worker supervises it", file=sys.stderr)
+    if out["delivery"]["state"] == "waiting":
+        goes = f"its result is reported to {out['requesterSessionKey']}"
+    elif not out["requesterSessionKey"]:
+        goes = "its result is not reported anywhere (no --session)"
+    else:
+        goes = "its result is not reported anywhere (no gateway: report.gateway.url)"
+    print(f"kimi-acp: {goes}; kimi-acp wait {run_id[:8]} prints it, kimi-acp logs {run_id[:8]} -f follows it",
+          file=sys.stderr)
 
 
 def _store() -> Any:
-    """The store, after recovery: runs of dead supervisors are marked lost, their processes
-    killed, and their completion events queued (whoever notices first, the CLI included)."""
-    from ..spawn import recover_runs
-    from ..store import Store
+    from .ps import open_store
 
-    store = Store()
-    recover_runs(store)
-    return store
+    return open_store()
 
 
 def _resolve_id(store: Any, run_id: str) -> str:
-    """A full run id, or a unique prefix of a recent one."""
-    from ..errors import RunNotFoundError
+    from .ps import resolve_id
 
-    try:
-        return store.get_run(run_id).run_id
-    except RunNotFoundError:
-        matches = [r.run_id for r in store.list_runs(include_finished=True, limit=1000) if r.run_id.startswith(run_id)]
-        if len(matches) == 1:
-            return matches[0]
-        raise
-
-
-def ps(args: Any) -> int:
-    store = _store()
-    try:
-        runs = store.list_runs(include_finished=args.all, limit=200)
-        if args.json:
-            sys.stdout.write(json.dumps([_public(r) for r in runs], indent=2) + "\n")
-            return 0
-        if not runs:
-            print("no active runs" + ("" if args.all else " (--all shows finished ones)"))
-            return 0
-        now = time.time()
-        print(f"{'RUN':8}  {'STATUS':12} {'BACKEND':11} {'AGE':>7}  {'PID':>7}  TASK")
-        for r in runs:
-            age = now - (r.created_at or now)
-            age_s = f"{age:.0f}s" if age < 120 else f"{age / 60:.0f}m" if age < 7200 else f"{age / 3600:.0f}h"
-            task = " ".join((r.label or r.task or "").split())[:60]
-            print(f"{r.run_id[:8]}  {r.status:12} {(r.backend or '-'):11} {age_s:>7}  {str(r.pid or '-'):>7}  {task}")
-        return 0
-    finally:
-        store.close()
-
-
-def _public(r: Any) -> dict[str, Any]:
-    d = r.to_dict()
-    d.pop("owner_start", None)
-    return d
+    return resolve_id(store, run_id)
 
 
 def wait(args: Any) -> int:
@@ -375,9 +323,16 @@ def wait(args: Any) -> int:
         try:
             result = anyio.run(go)
         except TimeoutError:
-            print(f"kimi-acp wait: run {run_id} still {store.get_run(run_id).status} after {args.timeout:g} s", file=sys.stderr)
-            return 124
-        return _print_result(result, args)
+            from ..exitcodes import STILL_RUNNING
+            from .output import dump, load_run_json
+
+            if args.json:
+                dump(load_run_json(store, run_id))
+            else:
+                print(f"kimi-acp wait: run {run_id} still {store.get_run(run_id).status} after {args.timeout:g} s "
+                      f"(it goes on; wait again, or kimi-acp kill {run_id[:8]})", file=sys.stderr)
+            return STILL_RUNNING
+        return _print_result(result, args, store)
     finally:
         store.close()
 
@@ -391,7 +346,12 @@ def kill(args: Any) -> int:
         run_id = _resolve_id(store, args.run_id)
         rec = store.get_run(run_id)
         if rec.status in TERMINAL:
-            print(f"run {run_id} already {rec.status}")
+            if args.json:
+                from .output import dump, load_run_json
+
+                dump(load_run_json(store, run_id))
+            else:
+                print(f"run {run_id} already {rec.status}")
             return 0
         store.request_cancel(run_id)
         if rec.pgid:
@@ -410,35 +370,11 @@ def kill(args: Any) -> int:
             # Descendants that left the group (setsid) still carry the run id: none outlives `kill`.
             kill_run_processes(run_id, None)
         if args.json:
-            sys.stdout.write(json.dumps({"runId": run_id, "status": rec.status}) + "\n")
+            from .output import dump, load_run_json
+
+            dump(load_run_json(store, run_id))
         else:
             print(f"run {run_id} {rec.status}")
         return 0 if rec.status in TERMINAL else 1
-    finally:
-        store.close()
-
-
-def logs(args: Any) -> int:
-    from ..store import TERMINAL
-
-    store = _store()
-    try:
-        run_id = _resolve_id(store, args.run_id)
-        path = store.transcript_path(run_id)
-        pos = 0
-        while True:
-            if path.exists():
-                with open(path, encoding="utf-8", errors="replace") as f:
-                    f.seek(pos)
-                    chunk = f.read()
-                    pos = f.tell()
-                if chunk:
-                    sys.stdout.write(chunk)
-                    sys.stdout.flush()
-            if not args.follow or store.get_run(run_id).status in TERMINAL:
-                if args.follow and path.exists() and path.stat().st_size > pos:
-                    continue
-                return 0
-            time.sleep(0.2)
     finally:
         store.close()

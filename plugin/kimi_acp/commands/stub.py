@@ -12,9 +12,15 @@ from typing import Any
 
 
 def run(args: Any) -> int:
-    from ..stub.server import serve
+    from ..errors import UsageError
+    from ..stub.server import parse_scenario, serve
 
-    kwargs: dict[str, Any] = {"port": args.port, "scenario": args.scenario}
+    try:
+        parse_scenario(args.scenario)
+    except ValueError as exc:
+        raise UsageError(f"--scenario: {exc}", hint="use text, tool_use, error:429, hang, stall or slow:SECONDS") from None
+    kwargs: dict[str, Any] = {"port": args.port, "scenario": args.scenario, "base_path": args.base_path,
+                              "as_json": bool(getattr(args, "json", False))}
     key_env = getattr(args, "key_env", None)
     if key_env:
         key = os.environ.get(key_env)
@@ -27,4 +33,8 @@ def run(args: Any) -> int:
         kwargs["key"] = args.key
     elif os.environ.get("KIMI_STUB_KEY"):
         kwargs["key"] = os.environ["KIMI_STUB_KEY"]
-    return serve(**kwargs)
+    try:
+        return serve(**kwargs)
+    except OSError as exc:  # a busy or privileged port
+        raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}",
+                         hint="pick another --port, or 0 for any free port") from None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import HarnessConfigError, HarnessNotFoundError
+from ..paths import checkout_root
 
 PermissionMode = Literal["approve-all", "approve-edits", "approve-reads", "deny-all"]
 
@@ -44,8 +45,8 @@ _CLAUDE_MODES: dict[str, str] = {
 # Where a local install puts the binary, relative to a project root or the per-user prefix.
 _LOCAL_BIN = Path(".tools") / "claude-code" / "node_modules" / ".bin" / "claude"
 _USER_BIN = Path(".local") / "share" / "kimi-acp" / "claude-code" / "node_modules" / ".bin" / "claude"
-# The source checkout this module lives in (plugin/kimi_acp/harness/claude_code.py -> repo).
-_REPO_ROOT: Path | None = Path(__file__).resolve().parents[3]
+# The source checkout this module lives in (plugin/kimi_acp/harness/command.py -> repo).
+_REPO_ROOT: Path | None = checkout_root(__file__)  # None when installed: no bogus <site-packages>/../.tools
 
 
 # --------------------------------------------------------------------------- starting it

@@ -5,15 +5,20 @@ Stdlib only, so it imports fast and runs anywhere: the demo, the end-to-end test
 
 It speaks the Anthropic Messages API the way Kimi does:
 
-* ``POST <prefix>/v1/messages[?beta=true]`` needs ``x-api-key`` (a Bearer token alone is a 401)
+* ``POST <base>/v1/messages[?beta=true]`` (``<base>`` is the base path, ``/coding`` like Kimi's)
+  needs ``x-api-key`` (a Bearer token alone is a 401)
   and a coding-agent User-Agent (``claude-cli/``, ``claude-code/``, ``Kilo-Code/``), else 403
   ``access_terminated_error``. The response ``model`` is always ``kimi-for-coding``.
-* ``POST <prefix>/v1/messages/count_tokens`` answers ``{"input_tokens": N}``.
-* ``HEAD`` anything answers 200; every other path is a 404 with an Anthropic error body.
+* ``POST <base>/v1/messages/count_tokens`` answers ``{"input_tokens": N}``.
+* ``HEAD`` anything answers 200; every other path is a 404 with an Anthropic error body, as
+  Kimi answers it: ``/v1/messages`` without the base path, or ``<base>/v1/v1/messages`` (a
+  base URL that ends in ``/v1``), are 404s, so a wrong base URL fails here as it would there.
 * ``GET /_stub/requests`` lists what was received (keys masked), for debugging.
 
 Scenarios (server default, or ``[[stub:NAME]]`` in the latest user text of a request, which wins):
-``text``, ``tool_use``, ``error:<status>``, ``hang``, ``stall``, ``slow:<seconds>``.
+``text``, ``tool_use``, ``error:<status>``, ``hang``, ``stall``, ``slow:<seconds>``, ``busy:<n>``
+(429 with ``retry-after: 1`` for the next n requests that carry it, then ``text``: Claude Code's
+API retries, seen from its side).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ MODEL = "kimi-for-coding"
 
 AGENT_PREFIXES = ("claude-cli/", "claude-code/", "Kilo-Code/")
 
-SCENARIOS = ("text", "tool_use", "error:<status>", "hang", "stall", "slow:<seconds>")
+SCENARIOS = ("text", "tool_use", "error:<status>", "hang", "stall", "slow:<seconds>", "busy:<n>")
 
 TOOL_NAME = "Bash"
 TOOL_INPUT = {"command": "echo stub-tool-ok", "description": "Print a marker"}
@@ -98,6 +103,14 @@ def parse_scenario(scenario: str) -> tuple[str, float | int | None]:
         if not 400 <= status <= 599:
             raise ValueError(f"bad stub scenario {scenario!r}: status must be 400-599")
         return "error", status
+    if kind == "busy" and arg:
+        try:
+            n = int(arg)
+        except ValueError:
+            raise ValueError(f"bad stub scenario {scenario!r}: n must be a whole number") from None
+        if n < 1:
+            raise ValueError(f"bad stub scenario {scenario!r}: n must be >= 1")
+        return "busy", n
     if kind == "slow" and arg:
         try:
             seconds = float(arg)
@@ -393,10 +406,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
             elif self.command == "GET" and route == "/_stub/requests":
                 self._send_json(200, [r.to_debug() for r in self.stub.requests])
-            elif self.command == "POST" and route.endswith("/v1/messages/count_tokens"):
+            elif self.command == "POST" and route in self.stub.routes("/v1/messages/count_tokens"):
                 if self._gate(rec):
                     self._send_json(200, {"input_tokens": _estimate_tokens(rec.raw_body)})
-            elif self.command == "POST" and route.endswith("/v1/messages"):
+            elif self.command == "POST" and route in self.stub.routes("/v1/messages"):
                 if self._gate(rec):
                     self._messages(rec)
             else:
@@ -434,6 +447,11 @@ class _Handler(BaseHTTPRequestHandler):
             status = int(arg or 500)
             self._send_json(status, error_for_status(status), {"retry-after": "1"} if status == 429 else None)
             return
+        if kind == "busy":
+            if self.stub._count(f"busy:{scenario}") <= int(arg or 1):
+                self._send_json(429, error_for_status(429), {"retry-after": "1"})
+                return
+            kind = "text"
         if kind == "hang":
             self.close_connection = True
             self._hold()
@@ -547,8 +565,13 @@ class StubServer:
         scenario: str = "text",
         reply: str | None = None,
         require_agent: bool = True,
+        base_path: str = "/coding",
+        extra_base_paths: tuple[str, ...] = (),
     ) -> None:
+        """``base_path`` is where the API lives (Kimi's ``/coding``; ``""`` for the root);
+        ``extra_base_paths`` serve the same API under more paths (two "backends" on one stub)."""
         parse_scenario(scenario)
+        self.base_paths = tuple(_norm_base(p) for p in (base_path, *extra_base_paths))
         self.key = key
         self.host = host
         self.port = port
@@ -606,7 +629,11 @@ class StubServer:
     @property
     def base_url(self) -> str:
         """What ANTHROPIC_BASE_URL should be, like ``https://api.kimi.com/coding``."""
-        return self.url + "/coding"
+        return self.url + self.base_paths[0]
+
+    def routes(self, endpoint: str) -> frozenset[str]:
+        """The exact paths (no query) that serve ``endpoint`` (e.g. ``/v1/messages``)."""
+        return frozenset((base + endpoint) for base in self.base_paths)
 
     # -- scenarios and records -----------------------------------------------------
 
@@ -617,7 +644,8 @@ class StubServer:
     def messages_requests(self) -> list[RecordedRequest]:
         """Only the POSTs to ``…/v1/messages`` (not count_tokens)."""
         with self._lock:
-            return [r for r in self.requests if r.method == "POST" and r.route.rstrip("/").endswith("/v1/messages")]
+            served = self.routes("/v1/messages")
+            return [r for r in self.requests if r.method == "POST" and r.route.rstrip("/") in served]
 
     def wait_for_requests(self, n: int, timeout: float = 10) -> list[RecordedRequest]:
         """Block until at least ``n`` requests (of any kind) were received; returns a copy of them.
@@ -636,6 +664,13 @@ class StubServer:
             self.requests.append(rec)
             self._lock.notify_all()
 
+    def _count(self, name: str) -> int:
+        """How many times ``name`` was counted, this time included."""
+        with self._lock:
+            n = self._counters.get(name, 0) + 1
+            self._counters[name] = n
+        return n
+
     def _next_id(self, prefix: str) -> str:
         with self._lock:
             n = self._counters.get(prefix, 0) + 1
@@ -647,10 +682,16 @@ class StubServer:
         return f"<StubServer {self.base_url} scenario={self.scenario!r} key={mask_key(self.key) or None} {state}>"
 
 
-def serve(port: int = 0, key: str | None = DEFAULT_KEY, scenario: str = "text", host: str = "127.0.0.1") -> int:
+def _norm_base(path: str) -> str:
+    path = "/" + path.strip().strip("/")
+    return "" if path == "/" else path
+
+
+def serve(port: int = 0, key: str | None = DEFAULT_KEY, scenario: str = "text", host: str = "127.0.0.1",
+          base_path: str = "/coding", as_json: bool = False) -> int:
     """Run the stub in the foreground (``kimi-acp stub``) until SIGINT/SIGTERM; returns 0."""
     done = threading.Event()
-    stub = StubServer(key=key, host=host, port=port, scenario=scenario).start()
+    stub = StubServer(key=key, host=host, port=port, scenario=scenario, base_path=base_path).start()
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -662,6 +703,12 @@ def serve(port: int = 0, key: str | None = DEFAULT_KEY, scenario: str = "text", 
             shown = key
         else:
             shown = mask_key(key)
+        if as_json:
+            print(json.dumps({"baseUrl": stub.base_url, "apiKey": None if key is None else shown, "scenario": stub.scenario}),
+                  flush=True)
+            while not done.wait(0.5):
+                pass
+            return 0
         print(f"kimi stub listening on {stub.base_url}", flush=True)
         print(f"ANTHROPIC_BASE_URL={stub.base_url}")
         print(f"ANTHROPIC_API_KEY={shown}")
