@@ -379,7 +379,15 @@ async def test_200_spawns_through_a_cap_of_2(tmp_path: Path, gw: GatewayStub) ->
     assert all(r.status == "ok" for r in results)
     assert counter.peak == 2
     ids = [a["runId"] for a in answers]
-    wait_until_sync(lambda: all(delivered(gw, i) for i in ids), 60, "every result delivered")
+    try:
+        wait_until_sync(lambda: all(delivered(gw, i) for i in ids), 60, "every result delivered")
+    except AssertionError as exc:  # say where delivery stood (a flake must be diagnosable from CI's output)
+        with Store() as store:
+            pending = store.outbox_pending()
+        log = Path(os.environ["KIMI_ACP_STATE_DIR"]) / "deliverer.log"
+        tail = log.read_text(errors="replace")[-1500:] if log.exists() else "(no deliverer.log)"
+        raise AssertionError(f"{exc}: {len(gw.deliveries)} delivered, {gw.failures} gateway failures, "
+                             f"{len(pending)} pending (first: {pending[:1]}); deliverer.log: {tail}") from None
     assert all(len(delivered(gw, i)) == 1 for i in ids)
     assert len(gw.deliveries) == 200
     with Store() as store:

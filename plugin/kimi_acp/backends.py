@@ -87,7 +87,8 @@ class Backend:
             also = f"; kimi-acp does not fall back to {', '.join(others)}" if others else ""
             raise MissingKeyError(
                 f"no API key for backend '{self.name}': its apiKey is \"${{{ref.group(1)}}}\" and "
-                f"{ref.group(1)} is not set; set {ref.group(1)}{also}"
+                f"{ref.group(1)} is not set; set {ref.group(1)}{also}",
+                hint=f"export {ref.group(1)}=<your key>",
             )
         for name in self.key_variables():
             value = environ.get(name)

@@ -101,3 +101,4 @@ class StateDirError(KimiAcpError):
     corrupt ``runs.sqlite3``. Names the path and the fix."""
 
     exit_code = 2
+    code = "state_dir"

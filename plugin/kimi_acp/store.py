@@ -260,13 +260,13 @@ def check_state_dir(path: Path) -> None:
     if path.is_symlink() and not path.exists():
         target = os.readlink(path)
         raise StateDirError(f"state dir {path} is a symlink to {target}, which does not exist; "
-                            f"create it (mkdir -m 700 {target}), remove the link, {fix}")
+                            f"fix: create it (mkdir -m 700 {target}), remove the link, {fix}")
     if path.exists() and not path.is_dir():
-        raise StateDirError(f"state dir {path} is a file, not a directory; move it away, {fix}")
+        raise StateDirError(f"state dir {path} is a file, not a directory; fix: move it away, {fix}")
     for parent in path.parents:  # a file in the way further up
         if parent.exists():
             if not parent.is_dir():
-                raise StateDirError(f"state dir {path} cannot be created: {parent} is a file; move it away, {fix}")
+                raise StateDirError(f"state dir {path} cannot be created: {parent} is a file; fix: move it away, {fix}")
             break
 
 
@@ -274,12 +274,12 @@ def _state_dir_error(path: Path, exc: OSError) -> Exception:
     from .errors import StateDirError
 
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return StateDirError(f"state dir {path} is not writable ({exc.strerror}); make it writable "
+        return StateDirError(f"state dir {path} is not writable ({exc.strerror}); fix: make it writable "
                              "(chmod u+w, or remount read-write), or set KIMI_ACP_STATE_DIR to a writable directory")
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StateDirError(f"state dir {path}: {exc.strerror}; free some space there, or set KIMI_ACP_STATE_DIR elsewhere")
+        return StateDirError(f"state dir {path}: {exc.strerror}; fix: free some space there, or set KIMI_ACP_STATE_DIR elsewhere")
     return StateDirError(f"state dir {path} cannot be used: {exc.strerror or exc} ({getattr(exc, 'filename', None) or path}); "
-                         "fix it, or set KIMI_ACP_STATE_DIR to another directory")
+                         "fix: fix it, or set KIMI_ACP_STATE_DIR to another directory")
 
 
 def _database_error(db: Path, exc: sqlite3.DatabaseError) -> Exception:
@@ -287,11 +287,11 @@ def _database_error(db: Path, exc: sqlite3.DatabaseError) -> Exception:
 
     text = str(exc)
     if "readonly" in text or "read-only" in text:
-        return StateDirError(f"{db} is read-only ({text}); make it and its directory writable, "
+        return StateDirError(f"{db} is read-only ({text}); fix: make it and its directory writable, "
                              "or set KIMI_ACP_STATE_DIR to a writable directory")
     if "disk is full" in text or "disk I/O" in text:
-        return StateDirError(f"{db}: {text}; free some space (or fix the disk) there, or set KIMI_ACP_STATE_DIR elsewhere")
-    return StateDirError(f"{db} is not a kimi-acp database ({text}); move it away "
+        return StateDirError(f"{db}: {text}; fix: free some space (or fix the disk) there, or set KIMI_ACP_STATE_DIR elsewhere")
+    return StateDirError(f"{db} is not a kimi-acp database ({text}); fix: move it away "
                          f"(mv {db} {db}.broken) and a new one is made, losing the run history")
 
 
