@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.spawning import is_alive, pids_carrying_run_id, wait_until_sync
 
 from kimi_acp.stub.agent_model import COMPLETION, AgentModel, Seen
 from kimi_acp.stub.openclaw_gateway import Gateway, openclaw_bin
@@ -56,40 +57,8 @@ def _accepted(seen: Seen) -> dict[str, Any]:
 def _run_processes(state: Path) -> list[int]:
     """Live processes of any run in this kimi-acp state dir (by KIMI_ACP_RUN_ID in their env)."""
     with Store(state) as store:
-        ids = {r.run_id for r in store.list_runs(include_finished=True)}
-    wanted = {f"KIMI_ACP_RUN_ID={r}".encode() for r in ids}
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as f:
-                env = set(f.read().split(b"\0"))
-            with open(f"/proc/{name}/stat", "rb") as f:
-                st = f.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if st not in (b"Z", b"X") and env & wanted:
-            found.append(int(name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except OSError:
-        return False
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        ids = [r.run_id for r in store.list_runs(include_finished=True)]
+    return [pid for run_id in ids for pid in pids_carrying_run_id(run_id)]
 
 
 def _runs(state: Path) -> list[dict[str, Any]]:
@@ -227,11 +196,11 @@ def test_cancel_of_a_running_spawn_kills_its_process_group(per_agent: World) -> 
         seen = w.turn("agent:coder:main", _spawn(agentId="claude", task="a task that hangs"))
         child = _accepted(seen)["childSessionKey"]
         w.kimi.wait_for_requests(before + 1, timeout=TURN)
-        pids = _wait(lambda: _run_processes(w.state), 30, "the run's processes")
+        pids = wait_until_sync(lambda: _run_processes(w.state), 30, "the run's processes")
         w.gw.call("sessions.abort", {"key": child})
-        _wait(lambda: not any(_alive(p) for p in pids), 30, "the run's processes to be gone")
+        wait_until_sync(lambda: not any(is_alive(p) for p in pids), 30, "the run's processes to be gone")
         assert _run_processes(w.state) == []
-        _wait(lambda: _runs(w.state)[-1]["status"] == "cancelled", 30, "the run to be recorded cancelled")
+        wait_until_sync(lambda: _runs(w.state)[-1]["status"] == "cancelled", 30, "the run to be recorded cancelled")
     finally:
         w.kimi.set_scenario("text")
 
@@ -258,13 +227,13 @@ def test_gateway_stop_leaves_no_process_of_any_run(global_: World) -> None:
     seen = w.turn("agent:coder:main", _spawn(task="busy when the gateway stops"))
     assert _accepted(seen)["status"] == "accepted"
     w.kimi.wait_for_requests(before + 1, timeout=TURN)
-    runs = _wait(lambda: _run_processes(w.state), 30, "the run's processes")
+    runs = wait_until_sync(lambda: _run_processes(w.state), 30, "the run's processes")
     backend_pid = int(re.findall(r"kimi-acp: backend process (\d+) ready", w.gw.log())[-1])
-    assert _alive(backend_pid)
+    assert is_alive(backend_pid)
     rc = w.gw.stop(timeout=120)
     assert rc is not None
-    _wait(lambda: not _alive(backend_pid), 15, "the kimi-acp process to exit")
-    _wait(lambda: not any(_alive(p) for p in runs), 15, "every run process to be gone")
+    wait_until_sync(lambda: not is_alive(backend_pid), 15, "the kimi-acp process to exit")
+    wait_until_sync(lambda: not any(is_alive(p) for p in runs), 15, "every run process to be gone")
     assert _run_processes(w.state) == []
     assert _runs(w.state)[-1]["status"] == "ok"  # drained, not cut short
 
@@ -278,12 +247,12 @@ def test_a_crashed_gateway_leaves_no_process_of_any_run(per_agent: World) -> Non
     seen = w.turn("agent:coder:main", _spawn(agentId="claude", task="busy when the gateway dies"))
     assert _accepted(seen)["status"] == "accepted"
     w.kimi.wait_for_requests(before + 1, timeout=TURN)
-    runs = _wait(lambda: _run_processes(w.state), 30, "the run's processes")
+    runs = wait_until_sync(lambda: _run_processes(w.state), 30, "the run's processes")
     backend_pid = int(re.findall(r"kimi-acp: backend process (\d+) ready", w.gw.log())[-1])
     assert w.gw.proc is not None
     os.kill(w.gw.proc.pid, signal.SIGKILL)
     w.gw.proc.wait(30)
-    _wait(lambda: not _alive(backend_pid), 30, "the kimi-acp process to exit")
-    _wait(lambda: not any(_alive(p) for p in runs), 15, "every run process to be gone")
+    wait_until_sync(lambda: not is_alive(backend_pid), 30, "the kimi-acp process to exit")
+    wait_until_sync(lambda: not any(is_alive(p) for p in runs), 15, "every run process to be gone")
     assert _run_processes(w.state) == []
     assert _runs(w.state)[-1]["status"] in ("cancelled", "lost")

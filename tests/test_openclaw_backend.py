@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.spawning import is_alive, pids_carrying_run_id, wait_until_sync
 
 from kimi_acp.store import Store
 from kimi_acp.stub.openclaw_gateway import node_bin_dir
@@ -98,14 +99,6 @@ class Driver:
                 f.close()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except OSError:
-        return False
-
-
 def _children(pid: int) -> list[int]:
     out = []
     for name in os.listdir("/proc"):
@@ -117,30 +110,6 @@ def _children(pid: int) -> list[int]:
             except OSError:
                 continue
     return out
-
-
-def _run_processes(run_ids: set[str]) -> list[int]:
-    wanted = {f"KIMI_ACP_RUN_ID={r}".encode() for r in run_ids}
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    if set(f.read().split(b"\0")) & wanted and _alive(int(name)):
-                        found.append(int(name))
-            except OSError:
-                continue
-    return found
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
@@ -194,7 +163,7 @@ def test_a_finished_oneshot_re_ensured_only_to_close_starts_nothing(driver: Driv
     handle = driver.ensure("agent:kimi-acp:acp:two", model="kimi/kimi-k2.5")
     assert driver("turn", handle=handle, text="say hi")["result"]["status"] == "completed"
     driver("close", handle=handle)
-    _wait(lambda: not _children(warm), 30, "the run's process to be reaped")
+    wait_until_sync(lambda: not _children(warm), 30, "the run's process to be reaped")
     # OpenClaw's terminal-task-cleanup: ensure the same key again, then close it
     again = driver.ensure("agent:kimi-acp:acp:two", model="kimi/kimi-k2.5")
     assert again["runtimeSessionName"] == handle["runtimeSessionName"]
@@ -212,7 +181,7 @@ def test_cancel_kills_the_runs_process_group(driver: Driver, stub: StubServer) -
     assert out["result"]["status"] == "cancelled" and out["events"][-1] == {"type": "done", "status": "cancelled", "stopReason": "cancelled"}
     (run,) = driver.runs()
     assert run["status"] == "cancelled"
-    _wait(lambda: not _run_processes({run["run_id"]}), 15, "the run's processes to be gone")
+    wait_until_sync(lambda: not pids_carrying_run_id(run["run_id"]), 15, "the run's processes to be gone")
 
 
 def test_clear_errors_come_back_as_error_events(driver: Driver, stub: StubServer) -> None:
@@ -260,7 +229,7 @@ def test_a_dead_warm_process_fails_its_turn_and_is_restarted(driver: Driver, stu
     assert driver.proc.stdin
     driver.proc.stdin.write((json.dumps({"op": "turn", "handle": handle, "text": "hang"}) + "\n").encode())
     driver.proc.stdin.flush()
-    _wait(lambda: stub.messages_requests(), 60, "Claude Code's request")
+    wait_until_sync(lambda: stub.messages_requests(), 60, "Claude Code's request")
     os.kill(warm, signal.SIGKILL)
     ready, _, _ = select.select([driver.proc.stdout], [], [], 60)
     assert ready and driver.proc.stdout
@@ -269,7 +238,7 @@ def test_a_dead_warm_process_fails_its_turn_and_is_restarted(driver: Driver, stu
     assert "the kimi-acp process exited during this turn" in out["result"]["error"]["message"]
     assert out["result"]["error"]["retryable"] is True
     # restarted with backoff, without anyone asking; the next process records the run as lost
-    new = _wait(lambda: (p := driver("pid")["pid"]) and p != warm and p, 30, "the restarted process")
+    new = wait_until_sync(lambda: (p := driver("pid")["pid"]) and p != warm and p, 30, "the restarted process")
     assert new != warm
     stub.set_scenario("text")
     handle = driver.ensure("agent:kimi-acp:acp:eight", model="kimi/kimi-k2.5")
@@ -298,7 +267,7 @@ def test_stop_ends_the_warm_process_and_unregisters(driver: Driver) -> None:
     warm = driver("start")["pid"]
     out = driver("stop", timeout=60)
     assert out == {"stopped": True, "registered": []}
-    _wait(lambda: not _alive(warm), 15, "the warm process to exit")
+    wait_until_sync(lambda: not is_alive(warm), 15, "the warm process to exit")
 
 
 def test_an_openclaw_without_the_backend_door_gets_a_clear_log_line(tmp_path: Path, claude_bin: str, stub: StubServer) -> None:
