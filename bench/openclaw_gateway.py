@@ -1,8 +1,9 @@
 """B10 and B11: kimi-acp in a running, stock OpenClaw gateway (npm's openclaw, Node 24, loopback).
 
 B10: gateway start -> GET /healthz answers, with the config `kimi-acp install --global` writes
-vs the same config without kimi-acp (alternating, medians of N, default 3 each; also to the
-gateway's "ready" line, after plugin services). Goal <= 1.1x.
+vs the same config without kimi-acp (alternating, medians of N, default 3 each): a restart (the
+everyday case), and the first start after the config changed (OpenClaw then runs a one-off
+config preflight), also to the gateway's "ready" line (after plugin services). Goal <= 1.1x.
 
 B11: the agent's sessions_spawn tool call (the scripted chat model's tool_use answer) ->
 Claude Code's first request at the Kimi stub, vs `claude -p`'s own start -> its first request
@@ -63,21 +64,32 @@ def b10(n: int, model: AgentModel, kimi: StubServer, tmp: Path) -> None:
     """The baseline is the same openclaw.json without kimi-acp and without KIMI_API_KEY in the
     gateway's env (that variable alone makes a stock gateway look for OpenClaw's own Kimi and
     Moonshot plugins on npm and ClawHub at every start: ~150 s here, offline)."""
-    rows: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    rows: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
     for i in range(n * 2):
         ours = i % 2 == 0
         root = tmp / f"b10-{i}"
         with gateway(root, model, kimi, with_kimi_acp=ours, key_in_env=ours) as gw:
-            health = gw.start(timeout=240, ready=False)
+            # the first start after a config change runs OpenClaw's config preflight; then a restart
+            first = gw.start(timeout=240, ready=False)
             t = time.monotonic()
             while "[gateway] ready" not in gw.log():
                 time.sleep(0.05)
-            rows[ours].append((health, health + time.monotonic() - t))
+            ready = first + time.monotonic() - t
+            gw.stop()
+            gw.proc = None
+            again = gw.start(timeout=240, ready=False)
+            rows[ours].append((first, ready, again))
     med = statistics.median
-    a, b = [h for h, _ in rows[True]], [h for h, _ in rows[False]]
-    ra, rb = [r for _, r in rows[True]], [r for _, r in rows[False]]
-    print(f"B10 gateway start -> /healthz: with kimi-acp {med(a):.2f} s, without {med(b):.2f} s: {med(a) / med(b):.2f}x (goal <= 1.1x)")
-    print(f"    start -> 'ready' (plugin services up): with {med(ra):.2f} s, without {med(rb):.2f} s: {med(ra) / med(rb):.2f}x")
+
+    def col(ours: bool, k: int) -> float:
+        return med(r[k] for r in rows[ours])
+
+    print(f"B10 gateway restart -> /healthz: with kimi-acp {col(True, 2):.2f} s, without {col(False, 2):.2f} s: "
+          f"{col(True, 2) / col(False, 2):.2f}x (goal <= 1.1x)")
+    print(f"    first start after the config change -> /healthz: with {col(True, 0):.2f} s, without {col(False, 0):.2f} s: "
+          f"{col(True, 0) / col(False, 0):.2f}x (OpenClaw's one-off config preflight)")
+    print(f"    first start -> 'ready' (plugin services up, the warm process started): with {col(True, 1):.2f} s, "
+          f"without {col(False, 1):.2f} s: {col(True, 1) / col(False, 1):.2f}x")
 
 
 def _trace(log: str, what: str, key: str) -> float | None:
