@@ -226,6 +226,15 @@ async def test_initialize_and_models(rig: Rig) -> None:
     assert init_s < 5, init_s  # generous: the benchmark measures it properly
 
 
+@pytest.mark.asyncio
+async def test_new_session_refuses_a_cwd_that_does_not_exist(rig: Rig) -> None:
+    async with rig.agent() as (conn, _client):
+        with pytest.raises(acp.RequestError) as err:
+            await conn.new_session(cwd=str(rig.work / "no-such-dir"), mcp_servers=[])
+        assert err.value.code == -32602 and "is not a directory" in err.value.data["message"]
+        assert (await conn.new_session(cwd=str(rig.work), mcp_servers=[])).session_id  # still serving
+
+
 # --------------------------------------------------------------------------- the real Claude Code
 
 
