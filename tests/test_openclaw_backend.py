@@ -51,6 +51,7 @@ class Driver:
             "KIMI_ACP_BIN": KIMI_ACP,
             "KIMI_ACP_DISABLE_ENTRYPOINTS": "1",
             "ANTHROPIC_AUTH_TOKEN": DECOY,
+            "OPENCLAW_STATE_DIR": str(tmp / "openclaw-state"),
             **(extra_env or {}),
         }
         self._err = open(tmp / "driver.stderr", "wb")  # noqa: SIM115 - closed in close()
@@ -317,3 +318,15 @@ def test_a_thinking_default_the_spawn_did_not_ask_for_is_not_applied(driver: Dri
     assert driver("turn", handle=handle, text="say hi")["result"]["status"] == "completed"
     effort = (stub.messages_requests()[-1].body.get("output_config") or {}).get("effort")
     assert effort != "low"  # Claude Code's own effort, not "off" -> low
+
+
+def test_without_a_cwd_a_spawn_runs_in_the_agents_workspace(driver: Driver, stub: StubServer) -> None:
+    """OpenClaw drops its default cwd while the target's workspace does not exist yet: the run
+    goes to that workspace (made), never to the gateway's own working directory."""
+    driver("start")
+    out = driver("ensure", input={"sessionKey": "agent:kimi-acp:acp:nocwd", "agentId": "kimi-acp", "agent": "kimi-acp",
+                                  "mode": "oneshot", "model": "kimi/kimi-k2.5"})
+    workspace = driver.tmp / "openclaw-state" / "workspace-kimi-acp"
+    assert out["handle"]["cwd"] == str(workspace) and workspace.is_dir()
+    assert driver("turn", handle=out["handle"], text="say hi")["result"]["status"] == "completed"
+    assert driver.runs()[-1]["cwd"] == str(workspace)

@@ -783,7 +783,12 @@ class KimiAcpAgent:
         session = self.sessions.get(sid) or self.files.load(sid)
         fresh = session is None
         if session is None:
-            want = meta.get("cwd") if isinstance(meta.get("cwd"), str) and meta.get("cwd") else cwd
+            # OpenClaw passes no cwd when the target's workspace does not exist yet (it drops its
+            # own default then): use that workspace, as OpenClaw does once it exists, never the
+            # gateway's own working directory.
+            want = meta.get("cwd") if isinstance(meta.get("cwd"), str) and meta.get("cwd") else None
+            if want is None:
+                want = openclaw_workspace(self._fresh_config(), meta.get("agentId") if isinstance(meta.get("agentId"), str) else TARGET_AGENT)
             if not want or not os.path.isabs(want):
                 raise acp.RequestError.invalid_params({"message": f"cwd {want!r} is not an absolute path"})
             if not os.path.isdir(want):
@@ -823,7 +828,7 @@ class KimiAcpAgent:
             applied = {"kind": "applied", "model": session.model or DEFAULT_CHOICE}
         if session.mode != "oneshot":
             self._save(session)
-        info: dict[str, Any] = {"sessionKey": key, "created": fresh}
+        info: dict[str, Any] = {"sessionKey": key, "created": fresh, "cwd": session.cwd}
         if applied:
             info["appliedModel"] = applied
         if session.thinking:
@@ -1193,6 +1198,20 @@ def openclaw_session_id(key: str) -> str:
     import uuid
 
     return str(uuid.uuid5(uuid.UUID(_OPENCLAW_NS), key))
+
+
+def openclaw_workspace(cfg: Any, agent_id: str) -> str:
+    """OpenClaw's workspace of an agent: ``agents.entries.<id>.workspace``, else
+    ``$OPENCLAW_STATE_DIR/workspace-<id>`` (``~/.openclaw`` without the variable)."""
+    from pathlib import Path
+
+    entries = (cfg.data.get("agents") or {}).get("entries") if isinstance(cfg.data.get("agents"), dict) else None
+    entry = entries.get(agent_id) if isinstance(entries, dict) else None
+    configured = entry.get("workspace") if isinstance(entry, dict) else None
+    if isinstance(configured, str) and configured.strip():
+        return str(Path(configured).expanduser().absolute())
+    state = os.environ.get("OPENCLAW_STATE_DIR") or str(Path.home() / ".openclaw")
+    return str(Path(state).expanduser().absolute() / f"workspace-{agent_id}")
 
 
 def routed_backends(cfg: Any) -> list[str]:

@@ -111,8 +111,8 @@ export function createRuntime(proc, log) {
       for (const key of ["sessionKey", "agentId", "agent", "mode", "model", "modelExplicit", "thinking", "thinkingExplicit", "cwd", "env", "resumeSessionId"]) {
         if (input?.[key] !== undefined) meta[key] = input[key];
       }
-      const cwd = input?.cwd || process.cwd();
-      const res = await proc.request("session/new", { cwd, mcpServers: [], _meta: { [META]: meta } }).catch((err) => {
+      // ACP needs a cwd; without OpenClaw's, kimi-acp picks the agent's workspace (in _meta: none)
+      const res = await proc.request("session/new", { cwd: input?.cwd || process.cwd(), mcpServers: [], _meta: { [META]: meta } }).catch((err) => {
         throw Object.assign(new Error(errorText(err)), { code: failure(err).code });
       });
       const info = res?._meta?.[META] ?? {};
@@ -121,7 +121,7 @@ export function createRuntime(proc, log) {
         agentId: input.agentId,
         backend: BACKEND_ID,
         runtimeSessionName: res.sessionId,
-        cwd,
+        cwd: info.cwd ?? input?.cwd,
         backendSessionId: res.sessionId,
       };
       if (info.agentSessionId) handle.agentSessionId = info.agentSessionId;
