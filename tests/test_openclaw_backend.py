@@ -155,6 +155,7 @@ def test_a_spawn_runs_through_the_backend_and_streams_back(driver: Driver, stub:
     assert status["details"]["lastStatus"] == "ok" and status["details"]["mode"] == "oneshot"
     (run,) = driver.runs()
     assert run["backend"] == "kimi" and run["status"] == "ok"
+    assert run["label"] == "agent:kimi-acp:acp:one"  # ps / show name OpenClaw's child session
     assert driver("close", handle=handle) == {}
     assert driver("pid")["pid"] == warm  # one process for every session of the gateway
 

@@ -1106,6 +1106,8 @@ class KimiAcpAgent:
             request["env"] = session.env
         if session.timeout:
             request["runTimeoutSeconds"] = session.timeout
+        if session.openclaw_key:
+            request["label"] = session.openclaw_key  # `kimi-acp ps` / `show` name OpenClaw's child session
         if self.spawner is not None:
             self._fresh_config()
         context = {"requesterAgentId": self.args.agent, "requesterSessionKey": session_key(session.session_id)}
@@ -1134,7 +1136,8 @@ class KimiAcpAgent:
             await asyncio.shield(sender)  # every update is out before the response
         session.last_status = result.status
         seconds = f"{result.durationMs / 1000:.1f} s" if result.durationMs is not None else "?"
-        _log(f"session {session.session_id}: run {run_id} on {result.backend} ({result.reason}): {result.status} in {seconds}")
+        who = f"{session.session_id} ({session.openclaw_key})" if session.openclaw_key else session.session_id
+        _log(f"session {who}: run {run_id} on {result.backend} ({result.reason}): {result.status} in {seconds}")
         if result.sessionId and (result.status in ("ok", "cancelled") or not session.claude_session_id):
             session.claude_session_id = result.sessionId
             if session.mode != "oneshot":
