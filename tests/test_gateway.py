@@ -256,3 +256,22 @@ def test_a_crashed_gateway_leaves_no_process_of_any_run(per_agent: World) -> Non
     wait_until_sync(lambda: not any(is_alive(p) for p in runs), 15, "every run process to be gone")
     assert _run_processes(w.state) == []
     assert _runs(w.state)[-1]["status"] in ("cancelled", "lost")
+
+
+def test_the_demo_runs_the_main_job(claude_bin: str) -> None:
+    """`./scripts/demo`'s program: a stock gateway, coder's spawn through kimi-acp, the completion
+    event as the parent got it, what Kimi saw, nothing left behind."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KIMI_ACP_CLAUDE": claude_bin}
+    done = subprocess.run([sys.executable, "-m", "kimi_acp.commands.gateway_demo"], env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert 'ACP runtime backend "kimi-acp" registered' in out
+    assert "claude -> kimi-acp on kimi/kimi-k2.5" in out
+    event = out.split("received,", 1)[1]
+    assert "   | [Internal task completion event]" in event and "   | status: completed" in event
+    assert "Tool said: stub-tool-ok" in event
+    assert "Authorization: (none)" in out and "sk-kimi-…d3m0" in out and "reached Kimi: no" in out
+    assert "processes of the run left: 0" in out

@@ -123,9 +123,24 @@ def _line(log: str, needle: str) -> str:
 
 
 def _event(text: str) -> str:
-    start = text.find("[Internal task completion event]")
-    end = text.find("Action:", start)
-    return text[start:end if end > 0 else None].strip()
+    """The completion event as the parent got it, from its marker to its Stats line. OpenClaw
+    sends it either as text or quoted as a JSON string inside its internal context."""
+    seg = text[text.find("[Internal task completion event]") :]
+    first = seg.split("\n", 1)[0]
+    if "\\n" in first:  # quoted: one line with \n escapes, ending at the closing quote
+        body = first[: first.rfind('"')] if first.rfind('"') > 0 else first
+        try:
+            seg = json.loads('"' + body + '"')
+        except ValueError:
+            seg = body.replace("\\n", "\n")
+    out: list[str] = []
+    for line in seg.splitlines():
+        if line.startswith("Action:"):
+            break
+        out.append(line)
+        if line.startswith("Stats:"):
+            break
+    return "\n".join(out).strip()
 
 
 def _run_processes(state: Path) -> list[int]:
