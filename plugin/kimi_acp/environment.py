@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from .backends import MIN_TIMEOUT_MS_DEFAULT, Backend
 from .redact import mask_env
 
-# Inherited variables that could send Claude Code elsewhere or log it in as someone else.
-SCRUBBED = (
+# Variables that choose where Claude Code's requests go, how they authenticate, or which model
+# answers. Scrubbed from a child's environment (below), and blanked in the run's --settings
+# file (harness/override.py), since settings files could set them again.
+REDIRECTING = (
     "ANTHROPIC_API_KEY",
     "ANTHROPIC_AUTH_TOKEN",
     "ANTHROPIC_BASE_URL",
@@ -27,18 +29,26 @@ SCRUBBED = (
     "ANTHROPIC_CUSTOM_HEADERS",
     "ANTHROPIC_BETAS",
     "ANTHROPIC_UNIX_SOCKET",
+    "ANTHROPIC_BEDROCK_BASE_URL",
+    "ANTHROPIC_VERTEX_BASE_URL",
+    "ANTHROPIC_VERTEX_PROJECT_ID",
+    "ANTHROPIC_FOUNDRY_BASE_URL",
+    "ANTHROPIC_FOUNDRY_API_KEY",
+    "AWS_BEARER_TOKEN_BEDROCK",
     "CLAUDE_CODE_SUBAGENT_MODEL",
     "CLAUDE_CODE_USE_BEDROCK",
     "CLAUDE_CODE_USE_VERTEX",
     "CLAUDE_CODE_USE_FOUNDRY",
     "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_API_KEY_HELPER_TTL_MS",
+)
+
+# Inherited variables that could send Claude Code elsewhere or log it in as someone else.
+SCRUBBED = (
+    *REDIRECTING,
     "CLAUDE_CODE_MAX_CONTEXT_TOKENS",
     "CLAUDE_CODE_MAX_OUTPUT_TOKENS",
     "CLAUDE_CODE_AUTO_COMPACT_WINDOW",
-    "ANTHROPIC_BEDROCK_BASE_URL",
-    "ANTHROPIC_VERTEX_BASE_URL",
-    "ANTHROPIC_VERTEX_PROJECT_ID",
-    "AWS_BEARER_TOKEN_BEDROCK",
     "API_TIMEOUT_MS",
     # kimi-acp's own secrets never reach the child under their own names.
     "KIMI_API_KEY",

@@ -1,6 +1,6 @@
 """Choosing the backend of a spawn, and saying why.
 
-Precedence, first match wins (``../shared/design.md``):
+Precedence, first match wins (docs/configuration.md, "Backend resolution"):
 
 1. ``explicit``  — the spawn request's ``model`` (a model ref naming a backend),
 2. ``session``   — the requester session's ``/model`` choice,

@@ -27,6 +27,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..environment import REDIRECTING, SCRUBBED
+
 OVERRIDE_DIR = "claude-settings"
 """The directory under the state dir that holds the override files."""
 
@@ -36,32 +38,7 @@ STALE_SECONDS = 2 * 86_400
 # Set to "" when kimi-acp does not set them: each could send Claude Code elsewhere, add a
 # header or a credential, or pick another model. (Empty means unset for Claude Code: no
 # Authorization header for an empty ANTHROPIC_AUTH_TOKEN, no Bedrock for "".)
-BLANKED = (
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_AUTH_TOKEN",
-    "ANTHROPIC_BASE_URL",
-    "ANTHROPIC_MODEL",
-    "ANTHROPIC_DEFAULT_OPUS_MODEL",
-    "ANTHROPIC_DEFAULT_SONNET_MODEL",
-    "ANTHROPIC_DEFAULT_HAIKU_MODEL",
-    "ANTHROPIC_DEFAULT_FABLE_MODEL",
-    "ANTHROPIC_SMALL_FAST_MODEL",
-    "ANTHROPIC_CUSTOM_HEADERS",
-    "ANTHROPIC_BETAS",
-    "ANTHROPIC_UNIX_SOCKET",
-    "ANTHROPIC_BEDROCK_BASE_URL",
-    "ANTHROPIC_VERTEX_BASE_URL",
-    "ANTHROPIC_VERTEX_PROJECT_ID",
-    "ANTHROPIC_FOUNDRY_BASE_URL",
-    "ANTHROPIC_FOUNDRY_API_KEY",
-    "AWS_BEARER_TOKEN_BEDROCK",
-    "CLAUDE_CODE_SUBAGENT_MODEL",
-    "CLAUDE_CODE_USE_BEDROCK",
-    "CLAUDE_CODE_USE_VERTEX",
-    "CLAUDE_CODE_USE_FOUNDRY",
-    "CLAUDE_CODE_OAUTH_TOKEN",
-    "CLAUDE_CODE_API_KEY_HELPER_TTL_MS",
-)
+BLANKED = REDIRECTING
 
 
 def override_settings(env: Mapping[str, str], child_set: Mapping[str, str]) -> dict[str, object]:
@@ -153,18 +130,8 @@ def apply_override(argv: Sequence[str], env: Mapping[str, str], child_set: Mappi
 MANAGED_SETTINGS = Path("/etc/claude-code/managed-settings.json")
 """Claude Code's managed (enterprise) settings on Linux: they outrank ``--settings``."""
 
-# CLAUDE_CODE_* variables that choose a model, a provider or a credential.
-_CLAUDE_CODE_RISKY = (
-    "CLAUDE_CODE_SUBAGENT_MODEL",
-    "CLAUDE_CODE_USE_BEDROCK",
-    "CLAUDE_CODE_USE_VERTEX",
-    "CLAUDE_CODE_USE_FOUNDRY",
-    "CLAUDE_CODE_OAUTH_TOKEN",
-    "CLAUDE_CODE_API_KEY_HELPER_TTL_MS",
-    "CLAUDE_CODE_MAX_CONTEXT_TOKENS",
-    "CLAUDE_CODE_MAX_OUTPUT_TOKENS",
-    "CLAUDE_CODE_AUTO_COMPACT_WINDOW",
-)
+# CLAUDE_CODE_* variables that choose a model, a provider, a credential or the context size.
+_CLAUDE_CODE_RISKY = frozenset(n for n in SCRUBBED if n.startswith("CLAUDE_CODE_"))
 
 
 def risky_name(name: str) -> bool:
