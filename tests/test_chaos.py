@@ -151,10 +151,15 @@ def assert_no_process_left(run_id: str, pgid: int | None, kids: list[int], timeo
     )
 
 
-def assert_no_stuck_rows() -> None:
+def assert_no_stuck_rows(timeout: float = 15) -> None:
+    """No run left queued or running, no item left undelivered. The stand-in gateway records a
+    delivery before it answers, and the deliverer marks it only after the answer: wait for that."""
     with Store() as store:
         assert store.list_runs() == [], "runs left queued or running"
-        assert store.outbox_pending() == [], "undelivered outbox items left"
+        try:
+            wait_until_sync(lambda: not store.outbox_pending(), timeout, "the outbox to be empty")
+        except AssertionError:
+            assert store.outbox_pending() == [], "undelivered outbox items left"
 
 
 def _cleanup(kids: list[int]) -> None:
@@ -363,6 +368,24 @@ class Concurrency:
     @hookimpl
     def kimi_acp_run_finished(self, run: Any, result: Any) -> None:
         self.now -= 1
+
+
+@pytest.mark.asyncio
+async def test_a_spawner_that_exits_in_a_living_process_hands_its_results_over(tmp_path: Path, gw: GatewayStub) -> None:
+    """An embedding host (or a test) closes its Spawner while the gateway fails, and lives on:
+    the deliverer must not wait for that process to exit before it delivers."""
+    from kimi_acp.spawn import Spawner
+
+    write_config(tmp_path, gateway_url=gw.url)
+    gw.fail_status, gw.fail_next = 500, 10_000  # every attempt while the Spawner lives fails
+    async with Spawner(environ=dict(os.environ), pm=make_pm(FakeHarness(fake_argv("ok"))), flush_timeout=0.5) as sp:
+        answer = await sp.spawn({"task": "hand me over", "runtime": "acp"}, CONTEXT)
+        assert (await sp.wait(answer["runId"])).status == "ok"
+    assert delivered(gw, answer["runId"]) == []
+    gw.fail_next = 0  # the gateway is back; this process is still alive
+    wait_until_sync(lambda: delivered(gw, answer["runId"]), 30, "the deliverer to deliver the handed-over result")
+    with Store() as store:
+        assert store.get_run(answer["runId"]).owner_pid is None
 
 
 @pytest.mark.asyncio

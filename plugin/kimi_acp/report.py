@@ -238,10 +238,15 @@ class GatewayReporter:
 
 
 async def flush_outbox(store: Any, reporter: GatewayReporter, *, now: float | None = None,
-                       only: Any = None) -> tuple[int, int]:
-    """Try every due outbox item once (those ``only(item)`` accepts, if given). Returns (delivered, failed)."""
+                       only: Any = None, deadline: float | None = None) -> tuple[int, int]:
+    """Try every due outbox item once (those ``only(item)`` accepts, if given). Returns (delivered, failed).
+
+    ``deadline`` (``time.monotonic()``): start no item after it; the one in flight is finished,
+    not cut off (a POST cut off may have been received, and would be sent again)."""
     delivered = failed = 0
     for item in store.outbox_due(now):
+        if deadline is not None and time.monotonic() >= deadline:
+            break
         if item.target != GATEWAY_TARGET or (only is not None and not only(item)):
             continue
         # Claim it first: another kimi-acp process flushing the same state dir must not post it too.

@@ -238,6 +238,11 @@ class Spawner:
         try:
             await self._supervisor.aclose()
             await self._flush_before_exit()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self._flush_timeout):
+                # The outbox loop starts no new item once closing; its POST in flight ends first,
+                # then the loop is cancelled waiting for the lock, not in the middle of a POST
+                # (one that hangs past the flush timeout is cut: the gateway deduplicates).
+                await self._flush_lock.acquire()
             self._tg.cancel_scope.cancel()
             try:
                 return await self._tg.__aexit__(*exc)
@@ -263,11 +268,18 @@ class Spawner:
             return
         if self._reporter is not None:
             # Shielded: a Ctrl-C or a cancelled host scope still gets its result out (bounded).
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self._flush_timeout):
-                while any(item.run_id in self._mine for item in self.store.outbox_pending()):
-                    await self.flush_outbox()  # due items; one in flight in the outbox loop is waited for
+            # No POST is cut off at the deadline: one cut off may have been received, and the
+            # deliverer would send it again.
+            deadline = time.monotonic() + self._flush_timeout
+            with anyio.CancelScope(shield=True):
+                while time.monotonic() < deadline and any(item.run_id in self._mine for item in self.store.outbox_pending()):
+                    await self.flush_outbox(deadline=deadline)  # one in flight in the outbox loop is waited for
                     await anyio.sleep(0.01)
-        if self.store.outbox_pending():
+        pending = self.store.outbox_pending()
+        if pending:
+            # What is left goes to the deliverer. This process may live on after this Spawner
+            # (a host, a test): hand the runs over, or the deliverer would wait for it to exit.
+            self.store.release_runs(sorted({item.run_id for item in pending if item.run_id in self._mine}))
             self._ensure_deliverer()
 
     def _ensure_deliverer(self) -> None:
@@ -665,7 +677,7 @@ class Spawner:
         attempt = 0
         while True:
             async with self._flush_lock:
-                delivered, failed = await flush_outbox(self.store, self._reporter)
+                delivered, failed = await flush_outbox(self.store, self._reporter, only=lambda _item: not self._closing)
             pending = self.store.outbox_pending()
             if failed:
                 attempt += 1
@@ -679,12 +691,13 @@ class Spawner:
             with anyio.move_on_after(delay):
                 await self._outbox_wakeup.wait()
 
-    async def flush_outbox(self) -> tuple[int, int]:
-        """Deliver every due outbox item now (gateway reporter configured)."""
+    async def flush_outbox(self, *, deadline: float | None = None) -> tuple[int, int]:
+        """Deliver every due outbox item now (gateway reporter configured); with ``deadline``
+        (``time.monotonic()``), start none after it."""
         if self._reporter is None:
             return (0, 0)
         async with self._flush_lock:
-            return await flush_outbox(self.store, self._reporter)
+            return await flush_outbox(self.store, self._reporter, deadline=deadline)
 
     def result_of(self, run_id: str) -> RunResult:
         return result_from_record(self.store.get_run(run_id), self.store)

@@ -438,6 +438,21 @@ class Store:
         rows = self._query(f"SELECT * FROM runs {where} ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,))
         return [_record_from_row(r) for r in rows]
 
+    def release_runs(self, run_ids: Sequence[str]) -> int:
+        """Give finished runs up: no live process owns them any more, so the deliverer (which
+        delivers only what no living supervisor owns) takes their undelivered results. For a
+        Spawner that exits inside a process that lives on (an embedding host, a test)."""
+        ids = list(run_ids)
+        if not ids:
+            return 0
+        marks = ", ".join("?" for _ in ids)
+        with self._tx() as db:
+            return db.execute(
+                f"UPDATE runs SET owner_pid = NULL, owner_start = NULL WHERE run_id IN ({marks}) "
+                "AND status NOT IN ('queued', 'running')",
+                ids,
+            ).rowcount
+
     def finish_run(
         self,
         run_id: str,
