@@ -1,0 +1,110 @@
+"""The real-gateway rig shared by the gateway tests: a stock OpenClaw gateway (npm's
+``openclaw@2026.9.6`` on Node 24, loopback only) with kimi-acp installed by its own
+``kimi-acp install``, the scripted :class:`AgentModel` as every agent's own chat model, the
+kimi-acp stub as Kimi, and a second stub as the gateway's own Anthropic endpoint (passthrough).
+The gateway's environment carries decoy Anthropic credentials that must never reach Kimi.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from kimi_acp.store import Store
+from kimi_acp.stub.agent_model import COMPLETION, AgentModel, Seen
+from kimi_acp.stub.openclaw_gateway import Gateway, openclaw_bin
+from kimi_acp.stub.server import StubServer
+
+from .spawning import pids_carrying_run_id
+
+TEST_KEY = "sk-kimi-test0000000000000000000000000000abcd"  # conftest's key
+GATEWAY_KEY = "sk-ant-gateway-own-key-0000000000000000000"  # the gateway's own Anthropic key
+DECOY = "sk-ant-decoy-gateway-token-must-not-leak-0000"  # an inherited Bearer token
+TURN = 240  # seconds for one agent turn through the gateway (the machine may be loaded)
+
+
+def spawn_message(**args: Any) -> str:
+    return "SPAWN " + json.dumps({"runtime": "acp", **args})
+
+
+def accepted(seen: Seen) -> dict[str, Any]:
+    """The sessions_spawn answer inside the tool result the parent model got."""
+    for text in seen.tool_results():
+        try:
+            outer = json.loads(text)
+        except ValueError:
+            continue
+        details = (outer.get("result") or {}).get("details") if isinstance(outer, dict) else None
+        if isinstance(details, dict):
+            return details
+    raise AssertionError(f"no sessions_spawn result in {seen.tool_results()}")
+
+
+def run_processes(state: Path) -> list[int]:
+    """Live processes of any run in this kimi-acp state dir (by KIMI_ACP_RUN_ID in their env)."""
+    with Store(state) as store:
+        ids = [r.run_id for r in store.list_runs(include_finished=True)]
+    return [pid for run_id in ids for pid in pids_carrying_run_id(run_id)]
+
+
+def runs(state: Path) -> list[dict[str, Any]]:
+    with Store(state) as store:
+        return [r.to_dict() for r in reversed(store.list_runs(include_finished=True))]
+
+
+def kimi_requests_clean(kimi: StubServer, start: int) -> list[Any]:
+    reqs = kimi.messages_requests()[start:]
+    for r in reqs:
+        assert r.headers.get("x-api-key") == TEST_KEY
+        assert "authorization" not in r.headers, "an inherited Bearer token reached Kimi"
+        blob = json.dumps(r.headers) + r.raw_body.decode(errors="replace")
+        assert DECOY not in blob and GATEWAY_KEY not in blob
+        assert r.route.endswith("/coding/v1/messages")
+    return reqs
+
+
+class World:
+    def __init__(self, gw: Gateway, model: AgentModel, kimi: StubServer, anthropic: StubServer) -> None:
+        self.gw, self.model, self.kimi, self.anthropic = gw, model, kimi, anthropic
+        self.state = Path(gw.env["KIMI_ACP_STATE_DIR"])
+
+    def turn(self, session_key: str, message: str) -> Seen:
+        """One parent turn that should call sessions_spawn; returns the request holding its result."""
+        start = len(self.model.seen)
+        self.gw.agent_turn(session_key, message, timeout=TURN)
+        return self.model.wait_for(lambda s: s in self.model.seen[start:] and bool(s.tool_results()), 30, "the spawn's tool result")
+
+    def completion(self, child_key: str, timeout: float = TURN) -> Seen:
+        return self.model.wait_for(lambda s: COMPLETION in s.last_user_text() and child_key in s.last_user_text(), timeout, f"the completion event of {child_key}")
+
+
+def make_world(tmp: Path, install_args: list[str], claude: str) -> Iterator[World]:
+    assert openclaw_bin().exists(), "OpenClaw is not installed: run ./scripts/test (it installs it into .tools/openclaw)"
+    with StubServer(key=TEST_KEY) as kimi, StubServer(key=None) as anthropic, AgentModel() as model:
+        env = {
+            "KIMI_API_KEY": TEST_KEY,
+            "KIMI_ACP_CLAUDE": claude,
+            "KIMI_ACP_DISABLE_ENTRYPOINTS": "1",
+            # the gateway's own Anthropic setup, which passthrough runs keep and Kimi runs must not see
+            "ANTHROPIC_BASE_URL": anthropic.base_url,
+            "ANTHROPIC_API_KEY": GATEWAY_KEY,
+            "ANTHROPIC_AUTH_TOKEN": DECOY,
+        }
+        gw = Gateway(tmp, model_url=model.url, env=env)
+        with gw:
+            gw.write_config(agents=["main", "coder"])
+            out = gw.kimi_acp("install", "--config", str(gw.config), *install_args)
+            assert out.returncode == 0, out.stdout + out.stderr
+            cfg = gw.read_config()
+            # OpenClaw's chat side of provider kimi-code: the scripted model (the parent keeps
+            # calling tools after /model kimi-code/kimi-k2.5); kimi-acp's side: the Kimi stub.
+            cfg["models"]["providers"]["kimi-code"]["baseUrl"] = model.url
+            section = cfg["plugins"]["entries"]["kimi-acp"].setdefault("config", {})
+            section["backends"] = {"kimi": {"baseUrl": kimi.base_url}, "kimi-code": {"baseUrl": kimi.base_url}}
+            section["limits"] = {"graceSeconds": 2}
+            gw.config.write_text(json.dumps(cfg, indent=2))
+            gw.start(timeout=180)
+            assert 'ACP runtime backend "kimi-acp" registered' in gw.log()
+            yield World(gw, model, kimi, anthropic)
