@@ -254,13 +254,16 @@ def test_progress_shows_retries_tools_and_tokens_without_a_tty() -> None:
     p.kimi_acp_run_event(run=Run(), event={"type": "assistant", "message": {"id": "m1", "usage": {"input_tokens": 50, "output_tokens": 5},
                                                                             "content": [{"type": "tool_use", "name": "Bash"}]}})
     assert "running Bash" in p.status() and "55 tokens" in p.status()
+    p.kimi_acp_run_event(run=Run(), event={"type": "assistant", "message": {"id": "m2", "content": [
+        {"type": "tool_use", "name": "Bash", "input": {"command": "ls -la"}}, {"type": "tool_use", "name": "Read", "input": {"file_path": "/x/y.py"}}]}})
     p.kimi_acp_run_event(run=Run(), event={"type": "result", "usage": {"input_tokens": 70, "output_tokens": 9}})
     p.end()
     lines = stream.getvalue().splitlines()
+    assert any(x.endswith("tool Bash: ls -la") for x in lines) and any(x.endswith("tool Read: Read /x/y.py") for x in lines)
     assert "\r" not in stream.getvalue() and "\033" not in stream.getvalue(), "escape codes without a TTY"
     assert any("API 429: retry 3/10 in 9.7 s" in x for x in lines)
     assert any(x.endswith("tool Bash") for x in lines)
-    assert lines[-1].endswith("done: 1 turn, 1 tool calls, 79 tokens")
+    assert lines[-1].endswith("done: 2 turns, 3 tool calls, 79 tokens")
 
 
 def test_progress_ticks_on_a_tty_between_events() -> None:

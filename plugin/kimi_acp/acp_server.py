@@ -261,6 +261,8 @@ async def _serve(args: Any, out_fd: int, pending: bytes, early: dict[str, Any] |
     import signal
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="kimi-acp acp: %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # a library's log line (the SDK's) is masked like ours
+        handler.addFilter(_RedactingFilter())
     acp = _import_acp()
     # pydantic is loaded now (the SDK's models): the validated-settings cache, a cold-start trick
     # for short commands, no longer pays here; this long-lived process always validates.
@@ -297,6 +299,25 @@ async def _serve(args: Any, out_fd: int, pending: bytes, early: dict[str, Any] |
     finally:
         await asyncio.shield(agent.aclose())
     return 0
+
+
+class _RedactingFilter:
+    """A logging filter that masks secrets in a record's message (and its traceback text)."""
+
+    def filter(self, record: Any) -> bool:
+        from .redact import redact
+
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string: keep the record as it is
+            return True
+        record.msg, record.args = redact(message), None
+        if record.exc_info:
+            import traceback
+
+            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip())
+            record.exc_info = None
+        return True
 
 
 def _rpc_error(code: int, message: str, msg_id: Any = None) -> bytes:
@@ -444,6 +465,9 @@ class SessionFiles:
 # --------------------------------------------------------------------------- run events -> updates
 
 
+from .harness.tools import TOOL_KINDS as _TOOL_KINDS, tool_title  # noqa: E402
+
+
 class RunEvents:
     """The pluggy plugin that routes a watched run's events to its prompt's queue.
 
@@ -465,29 +489,6 @@ class RunEvents:
         queue = self.watched.get(getattr(run, "run_id", None))  # type: ignore[arg-type]
         if queue is not None:
             queue.put_nowait(event)
-
-
-_TOOL_KINDS = {
-    "Bash": "execute", "BashOutput": "execute", "KillShell": "execute",
-    "Read": "read", "NotebookRead": "read",
-    "Write": "edit", "Edit": "edit", "MultiEdit": "edit", "NotebookEdit": "edit",
-    "Glob": "search", "Grep": "search", "LS": "search", "ToolSearch": "search",
-    "WebFetch": "fetch", "WebSearch": "fetch",
-    "Agent": "think", "Task": "think", "TodoWrite": "think",
-}
-
-
-def tool_title(name: str, tool_input: dict[str, Any]) -> str:
-    """A short title for a tool call, like claude-agent-acp shows them."""
-    if name == "Bash":
-        return str(tool_input.get("command") or tool_input.get("description") or "Terminal")[:200]
-    path = tool_input.get("file_path") or tool_input.get("notebook_path") or tool_input.get("path")
-    if path:
-        return f"{name} {path}"
-    for key in ("pattern", "url", "query", "description"):
-        if tool_input.get(key):
-            return f"{name} {str(tool_input[key])[:200]}"
-    return name or "tool"
 
 
 class UpdateMaker:

@@ -81,7 +81,9 @@ def kimi_acp_run_event(run: Any, event: Any) -> None:
     ``user``, ``system/api_retry``, ``result``, ...) and for status changes.
 
     :param run: the run's record (:class:`kimi_acp.store.RunRecord`).
-    :param event: the parsed event (see :mod:`kimi_acp.harness.claude_code`).
+    :param event: the parsed event (see :mod:`kimi_acp.harness.claude_code`), parsed from a
+        line that is already masked: the run's key and every secret-named variable of its
+        environment read as ``sk-kimi-…abcd``.
     :return: nothing; keep it fast, it runs on the supervisor's loop.
     """
 

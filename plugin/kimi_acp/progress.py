@@ -19,6 +19,7 @@ import threading
 import time
 from typing import Any
 
+from .harness.tools import tool_title
 from .hookspecs import hookimpl
 
 SPIN = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -169,7 +170,9 @@ class Progress:
                     self.tools += 1
                     name = _get(block, "name", "?")
                     self.now = f"running {name}"
-                    self._say(f"tool {name}")
+                    tool_input = _get(block, "input", {})
+                    title = tool_title(name, tool_input) if isinstance(tool_input, dict) and tool_input else ""
+                    self._say(f"tool {name}" + (f": {title[:120]}" if title and title != name else ""))
                 elif btype == "text":
                     self.now = "writing"
                 elif btype == "thinking":

@@ -450,7 +450,12 @@ class Spawner:
         except OSError as exc:
             return fail("spawn_failed", f"cannot write Claude Code's settings override in {self.store.state_dir}: {exc}")
         if key:
-            redact.add(key)  # every printer, logger and the store mask it from now on
+            redact.add(key)  # every printer, logger, stream and the store mask it from now on
+        from .redact import is_secret_name
+
+        for name, value in child.env.items():  # the run's other secrets (a passthrough run's own key...)
+            if is_secret_name(name):
+                redact.add(value)
         self.store.create_run(rec)
         spec = ProcessSpec(
             run_id=run_id,
@@ -502,6 +507,9 @@ class Spawner:
         retries: list[str] = []
 
         def on_line(line: str) -> str | None:
+            # Masked at the source: the transcript, the run's events (the ACP and OpenClaw
+            # streams, CLI progress, plugins), its result and its report all read this line.
+            line = redact(line)
             if transcript["error"] is None and not transcript["capped"]:
                 transcript["bytes"] += len(line) + 1
                 try:

@@ -18,7 +18,9 @@ It speaks the Anthropic Messages API the way Kimi does:
 Scenarios (server default, or ``[[stub:NAME]]`` in the latest user text of a request, which wins):
 ``text``, ``tool_use``, ``error:<status>``, ``hang``, ``stall``, ``slow:<seconds>``, ``busy:<n>``
 (429 with ``retry-after: 1`` for the next n requests that carry it, then ``text``: Claude Code's
-API retries, seen from its side).
+API retries, seen from its side), ``leak`` (a model that repeats the API key it was called with,
+as one that ran ``env`` would: in a thinking block, in a Bash ``echo`` tool call, and in its
+final text; for the tests that check every channel masks it).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ MODEL = "kimi-for-coding"
 
 AGENT_PREFIXES = ("claude-cli/", "claude-code/", "Kilo-Code/")
 
-SCENARIOS = ("text", "tool_use", "error:<status>", "hang", "stall", "slow:<seconds>", "busy:<n>")
+SCENARIOS = ("text", "tool_use", "leak", "error:<status>", "hang", "stall", "slow:<seconds>", "busy:<n>")
 
 TOOL_NAME = "Bash"
 TOOL_INPUT = {"command": "echo stub-tool-ok", "description": "Print a marker"}
@@ -92,7 +94,7 @@ def error_for_status(status: int) -> dict[str, Any]:
 def parse_scenario(scenario: str) -> tuple[str, float | int | None]:
     """Validate a scenario name; returns (kind, argument). Raises ValueError when unknown."""
     s = scenario.strip()
-    if s in ("text", "tool_use", "hang", "stall"):
+    if s in ("text", "tool_use", "leak", "hang", "stall"):
         return s, None
     kind, _, arg = s.partition(":")
     if kind == "error" and arg:
@@ -461,21 +463,22 @@ class _Handler(BaseHTTPRequestHandler):
 
         msg_id = self.stub._next_id("msg_stub_")
         input_tokens = _estimate_tokens(rec.raw_body)
-        if kind == "tool_use":
+        if kind in ("tool_use", "leak"):
             result = conv.pending_tool_result()
             if result is None:
-                block: dict[str, Any] = {
-                    "type": "tool_use",
-                    "id": self.stub._next_id("toolu_stub_"),
-                    "name": TOOL_NAME,
-                    "input": dict(TOOL_INPUT),
-                }
-                self._reply(stream, msg_id, input_tokens, block, "tool_use")
+                blocks: list[dict[str, Any]] = []
+                tool_input = dict(TOOL_INPUT)
+                if kind == "leak":
+                    key = rec.headers.get("x-api-key") or rec.headers.get("authorization", "").removeprefix("Bearer ")
+                    blocks.append({"type": "thinking", "thinking": f"My API key is {key}.", "signature": "stub-signature"})
+                    tool_input = {"command": f"echo {key}", "description": "Print the API key"}
+                blocks.append({"type": "tool_use", "id": self.stub._next_id("toolu_stub_"), "name": TOOL_NAME, "input": tool_input})
+                self._reply(stream, msg_id, input_tokens, blocks, "tool_use")
                 return
             text = f"Tool said: {result}"
         else:
             text = self._text_reply(conv)
-        self._reply(stream, msg_id, input_tokens, {"type": "text", "text": text}, "end_turn", stall=kind == "stall")
+        self._reply(stream, msg_id, input_tokens, [{"type": "text", "text": text}], "end_turn", stall=kind == "stall")
 
     def _text_reply(self, conv: Conversation) -> str:
         if self.stub.reply is not None:
@@ -483,11 +486,11 @@ class _Handler(BaseHTTPRequestHandler):
         return f"Hello from the Kimi stub. You said: {conv.prompt()[:60].strip()}"
 
     def _reply(
-        self, stream: bool, msg_id: str, input_tokens: int, block: dict[str, Any], stop_reason: str,
+        self, stream: bool, msg_id: str, input_tokens: int, blocks: list[dict[str, Any]], stop_reason: str,
         *, stall: bool = False,
     ) -> None:
-        payload = json.dumps(block.get("input")) if block["type"] == "tool_use" else block["text"]
-        output_tokens = _estimate_tokens(payload.encode())
+        payloads = [self._payload(b) for b in blocks]
+        output_tokens = sum(_estimate_tokens(p.encode()) for p in payloads)
         usage = {
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
@@ -499,7 +502,7 @@ class _Handler(BaseHTTPRequestHandler):
             "type": "message",
             "role": "assistant",
             "model": MODEL,
-            "content": [block],
+            "content": blocks,
             "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": usage,
@@ -516,16 +519,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._hold()
         self._event("ping", {"type": "ping"})
-        if block["type"] == "tool_use":
-            head = dict(block, input={})
-            deltas = [{"type": "input_json_delta", "partial_json": p} for p in _pieces(payload, 12)]
-        else:
-            head = {"type": "text", "text": ""}
-            deltas = [{"type": "text_delta", "text": p} for p in _pieces(payload, 8)]
-        self._event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": head})
-        for d in deltas:
-            self._event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d})
-        self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        for index, (block, payload) in enumerate(zip(blocks, payloads)):
+            if block["type"] == "tool_use":
+                head = dict(block, input={})
+                deltas = [{"type": "input_json_delta", "partial_json": p} for p in _pieces(payload, 12)]
+            elif block["type"] == "thinking":
+                head = {"type": "thinking", "thinking": ""}
+                deltas = [{"type": "thinking_delta", "thinking": p} for p in _pieces(payload, 8)]
+                deltas.append({"type": "signature_delta", "signature": block.get("signature", "")})
+            else:
+                head = {"type": "text", "text": ""}
+                deltas = [{"type": "text_delta", "text": p} for p in _pieces(payload, 8)]
+            self._event("content_block_start", {"type": "content_block_start", "index": index, "content_block": head})
+            for d in deltas:
+                self._event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
+            self._event("content_block_stop", {"type": "content_block_stop", "index": index})
         self._event(
             "message_delta",
             {
@@ -536,6 +544,14 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._event("message_stop", {"type": "message_stop"})
         self._end_sse()
+
+    @staticmethod
+    def _payload(block: dict[str, Any]) -> str:
+        if block["type"] == "tool_use":
+            return json.dumps(block.get("input"))
+        if block["type"] == "thinking":
+            return str(block.get("thinking", ""))
+        return str(block.get("text", ""))
 
 
 def _estimate_tokens(data: bytes) -> int:
