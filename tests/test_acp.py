@@ -158,17 +158,17 @@ def rig(tmp_path: Path, claude_bin: str, stub: StubServer) -> Rig:
 
 def test_initialize_answer_matches_the_sdk() -> None:
     """The early ``initialize`` answer (sent before ``acp`` is imported) is what the SDK path returns."""
-    from kimi_acp import acp_server
+    from kimi_acp import acp_agent
 
-    assert acp_server.PROTOCOL_VERSION == acp.PROTOCOL_VERSION
-    early = acp_server.initialize_result()
+    assert acp_agent.PROTOCOL_VERSION == acp.PROTOCOL_VERSION
+    early = acp_agent.initialize_result()
     model = acp.InitializeResponse.model_validate(early)
     assert model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True) == early
 
     class Args:
         agent = backend = config = None
 
-    agent = acp_server.KimiAcpAgent(Args(), acp)
+    agent = acp_agent.KimiAcpAgent(Args(), acp)
     answer = asyncio.run(agent.initialize(protocol_version=1))
     assert answer.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True) == early
 
@@ -196,9 +196,9 @@ def test_sdk_answers_when_initialize_is_not_first(tmp_path: Path) -> None:
     replies = sorted((json.loads(line) for line in done.stdout.splitlines()), key=lambda r: r["id"])
     assert [r["id"] for r in replies] == [1, 2]
     assert replies[0]["error"]["code"] == -32601
-    from kimi_acp import acp_server
+    from kimi_acp import acp_agent
 
-    assert replies[1]["result"] == acp_server.initialize_result()
+    assert replies[1]["result"] == acp_agent.initialize_result()
 
 
 @pytest.mark.asyncio

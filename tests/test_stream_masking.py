@@ -137,7 +137,7 @@ def test_library_log_lines_of_the_warm_process_are_masked() -> None:
     failed request with its params) is masked like kimi-acp's own lines."""
     import logging
 
-    from kimi_acp.acp_server import _RedactingFilter
+    from kimi_acp.acp_stdio import _RedactingFilter
     from kimi_acp.redact import redact
 
     redact.add(KEY)

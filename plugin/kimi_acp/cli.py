@@ -32,7 +32,7 @@ COMMANDS = {
     "outbox": "kimi_acp.commands.outbox:run",
     "prune": "kimi_acp.commands.ps:prune",
     "demo": "kimi_acp.commands.demo:run",
-    "acp": "kimi_acp.acp_server:run",
+    "acp": "kimi_acp.acp_stdio:run",
     "install": "kimi_acp.install:run",
     "hook": "kimi_acp.commands.hook:run",
 }

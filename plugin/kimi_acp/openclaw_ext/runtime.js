@@ -1,7 +1,8 @@
 // kimi-acp as an OpenClaw ACP runtime backend (the AcpRuntime interface of
 // openclaw/plugin-sdk/acp-runtime-backend). Each call is carried to the warm kimi-acp
 // process as an ACP message; session updates come back as AcpRuntimeEvents. Routing, env,
-// limits and every other decision are made in Python (kimi_acp/acp_server.py).
+// limits and every other decision are made in Python (kimi_acp/openclaw_backend.py, the
+// OpenClaw door; the wire is kimi_acp/acp_stdio.py).
 
 import { errorText } from "./acp-client.js";
 

@@ -1,0 +1,437 @@
+"""The ACP agent door (acpx, editors, any ACP client): ``kimi-acp acp``'s sessions and prompts.
+
+acpx, OpenClaw's acpx backend or an editor launches ``kimi-acp acp`` as an agent command.
+Each ``session/prompt`` becomes a spawn request (``runtime="acp"``, ``agentId="kimi-acp"``)
+run by ONE long-lived :class:`~kimi_acp.spawn.Spawner`; the run's events come back as
+``session/update`` notifications (:mod:`.acp_updates`). A session keeps its Claude Code
+conversation across prompts with ``--resume`` (same cwd), and its model choice (the ``model``
+config option, which is what acpx's ``--model`` sets) picks the backend of its next prompt.
+
+Methods: ``initialize``, ``session/new``, ``session/load``, ``session/prompt``,
+``session/cancel``, ``session/set_config_option`` (``model``, thinking, ``timeout``), and the
+OpenClaw door's ``_kimi-acp/*`` extension methods (:mod:`.openclaw_backend`). The wire and the
+process's start-up are in :mod:`.acp_stdio`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .acp_sessions import (
+    AGENT_NAME,
+    DEFAULT_CHOICE,
+    MODEL_OPTION,
+    TARGET_AGENT,
+    THINKING_OPTIONS,
+    TIMEOUT_OPTION,
+    AcpSession,
+    SessionFiles,
+    is_uuid,
+    log,
+    session_key,
+)
+from .acp_updates import RunEvents, UpdateMaker, context_window, prompt_text, prompt_usage
+from .openclaw_backend import OPENCLAW_META, OpenClawBackend
+
+PROTOCOL_VERSION = 1  # acp.PROTOCOL_VERSION (schema v1.19.0); a test keeps them equal
+
+
+def initialize_result() -> dict[str, Any]:
+    """The ``initialize`` answer (JSON, as the SDK serialises it: camelCase, explicit fields)."""
+    from . import __version__
+
+    return {
+        "protocolVersion": PROTOCOL_VERSION,
+        "agentCapabilities": {
+            "loadSession": True,
+            "promptCapabilities": {"image": False, "audio": False, "embeddedContext": False},
+            "mcpCapabilities": {"http": False, "sse": False},
+        },
+        "agentInfo": {"name": AGENT_NAME, "title": "kimi-acp: Claude Code on Kimi", "version": __version__},
+        "authMethods": [],
+    }
+
+
+class KimiAcpAgent:
+    """The ACP agent (``acp.Agent``): sessions, prompts as supervised runs, model choice."""
+
+    def __init__(self, args: Any, acp: Any, *, files: SessionFiles | None = None) -> None:
+        import asyncio
+
+        self.args = args
+        self.acp = acp
+        self.conn: Any = None
+        self.client_info: Any = None
+        self.sessions: dict[str, AcpSession] = {}
+        self.files = files or SessionFiles()
+        self.events = RunEvents()
+        self.openclaw = OpenClawBackend(self)  # the OpenClaw runtime backend's door
+        self.spawner: Any = None
+        self._spawner_error: BaseException | None = None
+        self._ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._owner: Any = None
+        self._bad_config: str | None = None
+        self._claude_version: tuple[str, str] | None = None
+
+    def on_connect(self, conn: Any) -> None:
+        self.conn = conn
+
+    # -- the Spawner lives in its own task (anyio task groups must exit where they entered)
+
+    def start(self) -> None:
+        import asyncio
+
+        if self._owner is None or (self._owner.done() and self._spawner_error is not None):
+            self._ready.clear()
+            self._spawner_error = None
+            self._owner = asyncio.create_task(self._own_spawner(), name="kimi-acp spawner")
+
+    async def _own_spawner(self) -> None:
+        try:
+            from .plugins import get_plugin_manager
+            from .spawn import Spawner
+
+            pm = get_plugin_manager()
+            async with Spawner(config_path=self.args.config, pm=pm) as spawner:
+                if self.args.backend:
+                    from .routing import require_ref
+
+                    require_ref(spawner.config, self.args.backend, "backend (--backend)")
+                name = f"kimi_acp.acp_agent.{id(self)}"
+                pm.register(self.events, name=name)
+                try:
+                    self.spawner = spawner
+                    self._ready.set()
+                    await self._stop.wait()
+                finally:
+                    self.spawner = None
+                    if pm.is_registered(self.events):
+                        pm.unregister(self.events)
+        except Exception as exc:  # config errors etc.: answered on every request until fixed
+            self._spawner_error = exc
+            log(f"cannot start: {exc}")
+        finally:
+            self._ready.set()
+
+    async def _get_spawner(self) -> Any:
+        self.start()
+        await self._ready.wait()
+        if self.spawner is None:
+            exc = self._spawner_error
+            raise self._error(str(exc) if exc else "kimi-acp is shutting down", code=type(exc).__name__ if exc else None)
+        return self.spawner
+
+    async def aclose(self) -> None:
+        """Stop the Spawner: every active run's process group is killed and reaped."""
+        self._stop.set()
+        if self._owner is not None:
+            try:
+                await self._owner
+            except BaseException as exc:  # noqa: BLE001 - shutting down; say it, don't raise
+                log(f"shutdown: {exc!r}")
+
+    # -- helpers
+
+    def _error(self, message: str, *, code: str | None = None, **data: Any) -> Any:
+        from .redact import redact
+
+        clean = redact(message)
+        payload: dict[str, Any] = {"message": clean}
+        if code:
+            payload["errorCode"] = code
+        payload.update({k: v for k, v in data.items() if v is not None})
+        return self.acp.RequestError(-32603, clean, payload)
+
+    def _session(self, session_id: str) -> AcpSession:
+        session = self.sessions.get(session_id)
+        if session is None:
+            session = self.files.load(session_id) if is_uuid(session_id) else None
+            if session is None:
+                raise self.acp.RequestError.invalid_params({"message": f"unknown session {session_id!r}; create one with session/new"})
+            self.sessions[session_id] = session
+        return session
+
+    def _config_options(self, session: AcpSession) -> list[Any]:
+        from .routing import known_refs, resolve_ref
+
+        schema = self.acp.schema
+        cfg = self.spawner.config
+        refs = known_refs(cfg)
+        options = [schema.SessionConfigSelectOption(value=DEFAULT_CHOICE, name=DEFAULT_CHOICE, description=self._default_description(cfg))]
+        for ref in refs:
+            found = resolve_ref(cfg, ref)
+            detail = None
+            if found is not None:
+                backend, model = found
+                detail = "the parent's own environment (inject nothing)" if backend.passthrough else f"backend {backend.name}" + (f", model {model}" if model else "")
+            options.append(schema.SessionConfigSelectOption(value=ref, name=ref, description=detail))
+        current = session.model or self.args.backend or DEFAULT_CHOICE
+        if current not in {o.value for o in options}:
+            options.append(schema.SessionConfigSelectOption(value=current, name=current))
+        return [
+            schema.SessionConfigOptionSelect(
+                id=MODEL_OPTION,
+                name="Model",
+                description="The backend (model ref) Claude Code runs on for this session's next prompts",
+                category="model",
+                type="select",
+                current_value=current,
+                options=options,
+            )
+        ]
+
+    def _default_description(self, cfg: Any) -> str:
+        if self.args.backend:
+            return f"--backend {self.args.backend}"
+        from .errors import KimiAcpError
+        from .routing import resolve
+
+        try:
+            route = resolve(cfg, requester_agent=self.args.agent, target=TARGET_AGENT)
+        except KimiAcpError:
+            return "kimi-acp's routing rules"
+        return f"{route.name}: {route.reason}"
+
+    # -- ACP methods
+
+    async def initialize(self, protocol_version: int, client_capabilities: Any = None, client_info: Any = None, **kwargs: Any) -> Any:
+        self.client_info = client_info
+        return self.acp.InitializeResponse.model_validate(initialize_result())
+
+    async def authenticate(self, method_id: str, **kwargs: Any) -> Any:
+        return self.acp.schema.AuthenticateResponse()
+
+    async def new_session(self, cwd: str, mcp_servers: Any = None, additional_directories: Any = None, **kwargs: Any) -> Any:
+        import uuid
+
+        await self._get_spawner()
+        meta = kwargs.get(OPENCLAW_META)
+        if isinstance(meta, dict):
+            return self.openclaw.ensure(cwd, meta)
+        if not cwd or not os.path.isdir(cwd):
+            raise self.acp.RequestError.invalid_params({"message": f"cwd {cwd!r} is not a directory; pass an existing absolute path"})
+        session = AcpSession(session_id=str(uuid.uuid4()), cwd=cwd)
+        self.sessions[session.session_id] = session
+        self._save(session)
+        return self.acp.NewSessionResponse(session_id=session.session_id, config_options=self._config_options(session))
+
+    # -- OpenClaw's ACP runtime backend (openclaw_ext/index.js): one session per OpenClaw session key
+
+    def _set_model(self, session: AcpSession, value: str) -> None:
+        """Validate a model ref (or ``default``) and make it the session's choice."""
+        from .errors import KimiAcpError
+        from .routing import require_ref
+
+        spawner = self.spawner
+        if value == DEFAULT_CHOICE:
+            chosen = None
+        else:
+            try:
+                require_ref(self._fresh_config(), value)
+            except KimiAcpError as exc:
+                raise self.acp.RequestError.invalid_params({"message": str(exc)}) from None
+            chosen = value
+        if chosen != session.model or chosen is None:
+            self._switch_model(session, chosen, spawner)
+
+    def _fresh_config(self) -> Any:
+        """The Spawner's config, reloaded when ``openclaw.json`` changed since it was read
+        (a long-lived process must follow the user's edits). A broken edit keeps the last
+        good config and says so once."""
+        from .config import load_config
+        from .errors import KimiAcpError
+
+        spawner = self.spawner
+        cfg = spawner.config
+        try:
+            text = cfg.path.read_text(encoding="utf-8") if cfg.path.exists() else ""
+        except OSError:
+            return cfg
+        if text == (cfg.text if cfg.exists else ""):
+            return cfg
+        try:
+            fresh = load_config(self.args.config, environ=spawner.environ)
+        except KimiAcpError as exc:
+            if self._bad_config != text:
+                self._bad_config = text
+                log(f"config changed but does not load, keeping the previous one: {exc}")
+            return cfg
+        log(f"config reloaded: {fresh.path}")
+        spawner.config = fresh
+        return fresh
+
+    async def load_session(self, cwd: str, session_id: str, mcp_servers: Any = None, additional_directories: Any = None, **kwargs: Any) -> Any:
+        await self._get_spawner()
+        session = self._session(session_id)
+        if cwd and os.path.realpath(cwd) != os.path.realpath(session.cwd):
+            # Claude Code resumes a conversation only from the cwd it started in.
+            log(f"session {session_id}: keeping its cwd {session.cwd} (load asked for {cwd})")
+        return self.acp.LoadSessionResponse(config_options=self._config_options(session))
+
+    async def set_config_option(self, config_id: str, session_id: str, value: Any, **kwargs: Any) -> Any:
+        await self._get_spawner()
+        session = self._session(session_id)
+        if config_id in THINKING_OPTIONS and isinstance(value, str) and value.strip():
+            # OpenClaw replays the spawn's thinking level this way; a default it did not ask for
+            # (no thinkingExplicit at ensureSession) leaves Claude Code's effort alone.
+            if session.thinking_explicit or session.openclaw_key is None:
+                session.thinking = value.strip()
+            return self.acp.schema.SetSessionConfigOptionResponse(config_options=self._config_options(session))
+        if config_id == TIMEOUT_OPTION:
+            try:
+                seconds = int(str(value).strip())
+            except ValueError:
+                seconds = -1
+            if seconds < 0:
+                raise self.acp.RequestError.invalid_params({"message": f"the timeout option takes whole seconds (got {value!r})"})
+            session.timeout = seconds or None
+            return self.acp.schema.SetSessionConfigOptionResponse(config_options=self._config_options(session))
+        if config_id != MODEL_OPTION:
+            known = ", ".join([MODEL_OPTION, *THINKING_OPTIONS, TIMEOUT_OPTION])
+            raise self.acp.RequestError.invalid_params({"message": f"unknown config option {config_id!r}; kimi-acp has {known}"})
+        if not isinstance(value, str) or not value.strip():
+            raise self.acp.RequestError.invalid_params({"message": "the model option takes a model ref, e.g. kimi/kimi-k2.5"})
+        self._set_model(session, value.strip())
+        return self.acp.schema.SetSessionConfigOptionResponse(config_options=self._config_options(session))
+
+    def _switch_model(self, session: AcpSession, ref: str | None, spawner: Any) -> None:
+        from .sessions import SessionModels
+
+        session.model = ref
+        self._save(session)
+        key = session_key(session.session_id)
+        with SessionModels(spawner.store.state_dir) as table:
+            if ref is None:
+                table.clear(key)
+            else:
+                table.set(key, ref)
+        spawner.pm.hook.kimi_acp_model_switched(session_key=key, model_ref=ref)
+
+    def _save(self, session: AcpSession) -> None:
+        try:
+            self.files.save(session)
+        except OSError as exc:
+            log(f"cannot save session {session.session_id}: {exc}")
+
+    async def prompt(self, prompt: list[Any], session_id: str, message_id: str | None = None, **kwargs: Any) -> Any:
+        acp = self.acp
+        session = self._session(session_id)
+        if session.busy:
+            raise acp.RequestError.invalid_request({"message": f"session {session_id} already has a prompt running; cancel it first"})
+        task = prompt_text(prompt)
+        if not task.strip():
+            raise acp.RequestError.invalid_params({"message": "the prompt has no text"})
+        session.busy, session.cancelled = True, False
+        try:
+            return await self._prompt(session, task)
+        finally:
+            session.busy = False
+
+    async def _prompt(self, session: AcpSession, task: str) -> Any:
+        import asyncio
+
+        acp = self.acp
+        spawner = await self._get_spawner()
+        if session.cancelled:
+            return acp.PromptResponse(stop_reason="cancelled")
+        request: dict[str, Any] = {
+            "task": task,
+            "runtime": "acp",
+            "agentId": TARGET_AGENT,
+            "cwd": session.cwd,
+            # The answer goes back on this connection, not to a gateway session.
+            "expectsCompletionMessage": False,
+        }
+        model = session.model or self.args.backend
+        if model:
+            request["model"] = model
+        if session.claude_session_id:
+            request["resumeSessionId"] = session.claude_session_id
+        if session.thinking:
+            request["thinking"] = session.thinking
+        if session.env:
+            request["env"] = session.env
+        if session.timeout:
+            request["runTimeoutSeconds"] = session.timeout
+        if session.openclaw_key:
+            request["label"] = session.openclaw_key  # `kimi-acp ps` / `show` name OpenClaw's child session
+        if self.spawner is not None:
+            self._fresh_config()
+        context = {"requesterAgentId": self.args.agent, "requesterSessionKey": session_key(session.session_id)}
+        answer = await spawner.spawn(request, context)
+        if answer.get("status") != "accepted":
+            raise self._error(str(answer.get("error") or answer), code=answer.get("errorCode"), runId=answer.get("runId"))
+        run_id = answer["runId"]
+        # No await between spawn() and watch(): the run cannot have produced events yet.
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.events.watch(run_id, queue)
+        session.run_id = run_id
+        maker = UpdateMaker(acp, context_window(spawner.config, answer.get("backend"), answer.get("model")))
+        sender = asyncio.create_task(self._send_updates(session.session_id, queue, maker))
+        finished = False
+        try:
+            if session.cancelled:
+                await spawner.cancel(run_id)
+            result = await spawner.wait(run_id)
+            finished = True
+        finally:
+            self.events.unwatch(run_id)
+            session.run_id = None
+            queue.put_nowait(None)
+            if not finished:  # the prompt itself was cancelled (connection gone): stop the run
+                await asyncio.shield(spawner.cancel(run_id))
+            await asyncio.shield(sender)  # every update is out before the response
+        session.last_status = result.status
+        seconds = f"{result.durationMs / 1000:.1f} s" if result.durationMs is not None else "?"
+        who = f"{session.session_id} ({session.openclaw_key})" if session.openclaw_key else session.session_id
+        log(f"session {who}: run {run_id} on {result.backend} ({result.reason}): {result.status} in {seconds}")
+        if result.sessionId and (result.status in ("ok", "cancelled") or not session.claude_session_id):
+            session.claude_session_id = result.sessionId
+            if session.mode != "oneshot":
+                self._save(session)
+        if result.status == "cancelled" or session.cancelled:
+            return acp.PromptResponse(stop_reason="cancelled")
+        if result.status != "ok":
+            message = result.error or f"the run ended with status {result.status}"
+            raise self._error(message, code=f"run_{result.status}", runId=run_id, status=result.status, backend=result.backend, exitCode=result.exitCode)
+        usage = prompt_usage(acp, result.usage)
+        return acp.PromptResponse(stop_reason="end_turn", usage=usage) if usage else acp.PromptResponse(stop_reason="end_turn")
+
+    async def _send_updates(self, session_id: str, queue: Any, maker: UpdateMaker) -> None:
+        broken = False
+        while True:
+            event = await queue.get()
+            if event is None:
+                return
+            if broken or self.conn is None:
+                continue
+            try:
+                updates = maker.updates(event)
+            except Exception as exc:  # noqa: BLE001 - one odd event must not stop the stream
+                log(f"session {session_id}: skipped an event ({type(event).__name__}): {exc!r}")
+                continue
+            try:
+                for update in updates:
+                    await self.conn.session_update(session_id=session_id, update=update)
+            except Exception as exc:  # noqa: BLE001 - a gone client must not stop the run's bookkeeping
+                broken = True
+                log(f"session {session_id}: cannot send updates: {exc!r}")
+
+    async def cancel(self, session_id: str, **kwargs: Any) -> None:
+        session = self.sessions.get(session_id)
+        if session is None or not session.busy:
+            return
+        session.cancelled = True
+        if session.run_id is not None and self.spawner is not None:
+            await self.spawner.cancel(session.run_id)
+
+    async def ext_method(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """kimi-acp's extension methods, for the OpenClaw extension (``_kimi-acp/...``)."""
+        return await self.openclaw.handle(method, params)
+
+    async def ext_notification(self, method: str, params: dict[str, Any]) -> None:
+        return None
+
+
