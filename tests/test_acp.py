@@ -216,7 +216,8 @@ async def test_initialize_and_models(rig: Rig) -> None:
 
         session = await conn.new_session(cwd=str(rig.work), mcp_servers=[])
         assert session.session_id
-        [option] = session.config_options
+        option, permission = session.config_options
+        assert permission.id == "permission_mode" and permission.current_value == "acceptEdits"
         option = option.root if hasattr(option, "root") else option
         assert option.id == "model" and option.category == "model"
         values = [o.value for o in option.options]
@@ -309,7 +310,7 @@ async def test_model_choice_switches_the_backend(rig: Rig) -> None:
         sid = session.session_id
         await conn.prompt(session_id=sid, prompt=[acp.text_block("on kimi")])
         changed = await conn.set_config_option(config_id="model", session_id=sid, value="alt")
-        [option] = changed.config_options
+        option = changed.config_options[0]
         option = option.root if hasattr(option, "root") else option
         assert option.current_value == "alt"
         answer = await conn.prompt(session_id=sid, prompt=[acp.text_block("on alt")])
@@ -334,7 +335,8 @@ async def test_model_choice_switches_the_backend(rig: Rig) -> None:
 async def test_backend_flag_forces_the_backend(rig: Rig) -> None:
     async with rig.agent("--backend", "alt") as (conn, _client):
         session = await conn.new_session(cwd=str(rig.work), mcp_servers=[])
-        [option] = session.config_options
+        option, permission = session.config_options
+        assert permission.id == "permission_mode" and permission.current_value == "acceptEdits"
         option = option.root if hasattr(option, "root") else option
         assert option.current_value == "alt"
         answer = await conn.prompt(session_id=session.session_id, prompt=[acp.text_block("hi")])
@@ -464,7 +466,7 @@ async def test_load_session_in_a_new_process_keeps_history(rig: Rig) -> None:
     n_first = len(rig.stub.messages_requests())
     async with rig.agent() as (conn, client):
         loaded = await conn.load_session(cwd=str(rig.work), session_id=session.session_id, mcp_servers=[])
-        [option] = loaded.config_options
+        option = loaded.config_options[0]
         option = option.root if hasattr(option, "root") else option
         assert option.current_value == "kimi/kimi-k2.5"
         answer = await conn.prompt(session_id=session.session_id, prompt=[acp.text_block("and now?")])
@@ -491,3 +493,36 @@ def test_the_server_never_dies_of_its_input(tmp_path: Path) -> None:
     assert codes == [-32600, -32600, -32600, -32600, -32700, -32600, -32600, -32600], replies
     assert [r["id"] for r in replies if "result" in r] == [1, 2]  # still serving after all of it
     assert "Traceback" not in proc.stderr
+
+
+def test_a_message_over_the_line_limit_is_answered_with_its_own_id(tmp_path: Path) -> None:
+    """A request over the 50 MB stdio limit gets -32600 with ITS id (the client's request fails
+    at once instead of waiting forever), and the next request is served."""
+    from kimi_acp.acp_stdio import _LINE_LIMIT
+
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "KIMI_ACP_STATE_DIR": str(tmp_path / "state"),
+           "OPENCLAW_CONFIG_PATH": str(tmp_path / "openclaw.json"), "KIMI_ACP_DISABLE_ENTRYPOINTS": "1"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": 1}}
+    huge = '{"jsonrpc":"2.0","id":"route-7","method":"_kimi-acp/route","params":{"pad":"' + "x" * (_LINE_LIMIT + 10) + '"}}'
+    data = "\n".join([json.dumps(init), huge, json.dumps({**init, "id": 2})]) + "\n"
+    proc = subprocess.run([KIMI_ACP, "acp"], input=data, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    replies = {r["id"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert replies["route-7"]["error"]["code"] == -32600 and "over the" in replies["route-7"]["error"]["message"]
+    assert "result" in replies[1] and "result" in replies[2]
+
+
+def test_line_reader_keeps_order_and_cuts_only_the_oversized_lines() -> None:
+    from kimi_acp.acp_stdio import _lines, oversized_reply
+
+    async def go(data: bytes, limit: int) -> list[Any]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        return [line async for line in _lines(reader, limit)]
+
+    got = asyncio.run(go(b'{"a":1}\n{"id": 42, "pad": "' + b"y" * 200 + b'"}\n{"b":2}\nlast', 64))
+    assert got[0] == b'{"a":1}\n' and got[2] == b'{"b":2}\n' and got[3] == b"last"
+    prefix, size = got[1]
+    assert size == 200 + 22 and json.loads(oversized_reply(prefix, size, 64))["id"] == 42
+    assert json.loads(oversized_reply(b'{"method":"x"', 10**9, 64))["id"] is None

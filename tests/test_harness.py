@@ -94,22 +94,29 @@ def test_argv_resume_wins_over_session_id_and_no_model_is_omitted() -> None:
 
 @pytest.mark.parametrize(
     ("mode", "claude_mode"),
-    [("approve-all", "bypassPermissions"), ("approve-edits", "acceptEdits"), ("approve-reads", "default"), ("deny-all", "dontAsk")],
+    [("approve-all", "bypassPermissions"), ("approve-edits", "acceptEdits"), ("approve-reads", "default"), ("deny-all", "dontAsk"),
+     ("plan", "plan"), ("acceptEdits", "acceptEdits"), ("DONTASK", "dontAsk"), ("bypassPermissions", "bypassPermissions")],
 )
 def test_permission_mapping_as_non_root(monkeypatch: pytest.MonkeyPatch, mode: str, claude_mode: str) -> None:
     monkeypatch.setattr(cmd, "_is_root", lambda: False)
     assert permission_args(mode, allow_root_bypass=False) == (["--permission-mode", claude_mode], {})  # type: ignore[arg-type]
 
 
-def test_approve_all_as_root(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("mode", ["approve-all", "bypassPermissions"])
+def test_approve_all_as_root(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     monkeypatch.setattr(cmd, "_is_root", lambda: True)
     with pytest.raises(HarnessConfigError) as err:
-        permission_args("approve-all", allow_root_bypass=False)
+        permission_args(mode, allow_root_bypass=False)  # type: ignore[arg-type]
     assert str(err.value) == (
-        "approve-all runs Claude Code with bypassPermissions, which refuses to start as root; "
+        "approve-all (bypassPermissions) runs Claude Code without permission checks, which refuses to start as root; "
         "set plugins.entries.kimi-acp.config.harness.allowRootBypass: true (sets IS_SANDBOX=1) "
-        "if this machine is a sandbox, or use approve-edits"
+        "if this machine is a sandbox, or use approve-edits (acceptEdits)"
     )
+
+
+def test_unknown_permission_mode_names_the_known_ones() -> None:
+    with pytest.raises(HarnessConfigError, match="unknown permission mode 'yolo'; use one of: default, acceptEdits, plan"):
+        permission_args("yolo", allow_root_bypass=False)  # type: ignore[arg-type]
     assert permission_args("approve-all", allow_root_bypass=True) == (
         ["--permission-mode", "bypassPermissions"], {"IS_SANDBOX": "1"},
     )

@@ -40,7 +40,6 @@ BAD = {
     "unknown top-level key": {"defaultBackend": "kimi", "defaultBackends": "kimi"},
     "unknown nested key": {"backends": {"kimi": {"baseURL": "https://x"}}},
     "unknown key in a route": {"agents": {"coder": {"backend": "kimi", "model": "m", "extra": 1}}},
-    "route without backend": {"agents": {"coder": {"model": "m"}}},
     "wrong type": {"defaultBackend": 5},
     "timeout below 120 s": {"backends": {"kimi": {"timeoutMs": 5000}}},
     "bad enum": {"harness": {"permissionMode": "yolo"}},

@@ -130,10 +130,12 @@ def driver(tmp_path: Path, claude_bin: str, stub: StubServer) -> Iterator[Driver
 
 def test_a_spawn_runs_through_the_backend_and_streams_back(driver: Driver, stub: StubServer) -> None:
     started = driver("start")
-    assert started["registered"] == ["kimi-acp"] and started["hooks"] == ["before_tool_call"] and started["services"] == ["kimi-acp"]
+    assert started["registered"] == ["kimi-acp"] and started["services"] == ["kimi-acp"]
+    assert started["hooks"] == ["before_tool_call", "before_dispatch", "reply_dispatch"]
     warm = started["pid"]
     caps = driver("caps")
-    assert "session/set_config_option" in caps["controls"] and "model" in caps["configOptionKeys"]
+    assert set(caps["controls"]) == {"session/set_mode", "session/set_config_option", "session/status"}
+    assert caps["configOptionKeys"] == ["model", "thinking", "timeout", "permission_mode"]
     handle = driver.ensure("agent:kimi-acp:acp:one", model="kimi/kimi-k2.5", modelExplicit=True, thinking="low", thinkingExplicit=True)
     assert handle["backend"] == "kimi-acp" and handle["runtimeSessionName"] == handle["backendSessionId"]
     assert handle["appliedModel"] == {"kind": "applied", "model": "kimi/kimi-k2.5"}

@@ -22,6 +22,7 @@ from .acp_sessions import (
     AGENT_NAME,
     DEFAULT_CHOICE,
     MODEL_OPTION,
+    PERMISSION_OPTIONS,
     TARGET_AGENT,
     THINKING_OPTIONS,
     TIMEOUT_OPTION,
@@ -170,6 +171,8 @@ class KimiAcpAgent:
         current = session.model or self.args.backend or DEFAULT_CHOICE
         if current not in {o.value for o in options}:
             options.append(schema.SessionConfigSelectOption(value=current, name=current))
+        from .harness.command import CLAUDE_MODES
+
         return [
             schema.SessionConfigOptionSelect(
                 id=MODEL_OPTION,
@@ -179,7 +182,16 @@ class KimiAcpAgent:
                 type="select",
                 current_value=current,
                 options=options,
-            )
+            ),
+            schema.SessionConfigOptionSelect(
+                id=PERMISSION_OPTIONS[0],
+                name="Permission mode",
+                description="Claude Code's permission mode for this session's next prompts",
+                category="mode",
+                type="select",
+                current_value=session.permission_mode or self._default_mode(),
+                options=[schema.SessionConfigSelectOption(value=m, name=m) for m in CLAUDE_MODES],
+            ),
         ]
 
     def _default_description(self, cfg: Any) -> str:
@@ -215,7 +227,49 @@ class KimiAcpAgent:
         session = AcpSession(session_id=str(uuid.uuid4()), cwd=cwd)
         self.sessions[session.session_id] = session
         self._save(session)
-        return self.acp.NewSessionResponse(session_id=session.session_id, config_options=self._config_options(session))
+        return self.acp.NewSessionResponse(session_id=session.session_id, config_options=self._config_options(session), modes=self._modes(session))
+
+    # -- permission modes (OpenClaw's /acp set-mode and /acp permissions; an ACP client's mode picker)
+
+    def _default_mode(self) -> str:
+        from .harness.command import claude_mode
+
+        return claude_mode(self.spawner.config.settings.harness.permissionMode)
+
+    def _modes(self, session: AcpSession) -> Any:
+        from .harness.command import CLAUDE_MODES
+
+        schema = self.acp.schema
+        about = {
+            "default": "asks before edits and commands (a headless run refuses what needs asking)",
+            "acceptEdits": "edits files without asking; asks before other commands",
+            "plan": "plans only: reads and proposes, changes nothing",
+            "bypassPermissions": "runs every tool without asking (as root only with harness.allowRootBypass)",
+            "dontAsk": "refuses everything that would need asking",
+        }
+        modes = [schema.SessionMode(id=m, name=m, description=about[m]) for m in CLAUDE_MODES]
+        return schema.SessionModeState(current_mode_id=session.permission_mode or self._default_mode(), available_modes=modes)
+
+    def _set_permission_mode(self, session: AcpSession, value: Any) -> None:
+        from .errors import KimiAcpError
+        from .harness.command import claude_mode, permission_args
+
+        if not isinstance(value, str) or not value.strip():
+            raise self.acp.RequestError.invalid_params({"message": "a permission mode is needed (default, acceptEdits, plan, bypassPermissions, dontAsk)"})
+        try:
+            mode = claude_mode(value.strip())
+            permission_args(mode, allow_root_bypass=self.spawner.config.settings.harness.allowRootBypass)  # refused now, not at the next turn
+        except (ValueError, KimiAcpError) as exc:
+            raise self.acp.RequestError.invalid_params({"message": str(exc)}) from None
+        session.permission_mode = mode
+        log(f"session {session.session_id}" + (f" ({session.openclaw_key})" if session.openclaw_key else "") + f": permission mode {mode}")
+        if session.mode != "oneshot":
+            self._save(session)
+
+    async def set_session_mode(self, session_id: str, mode_id: str, **kwargs: Any) -> Any:
+        await self._get_spawner()
+        self._set_permission_mode(self._session(session_id), mode_id)
+        return self.acp.schema.SetSessionModeResponse()
 
     # -- OpenClaw's ACP runtime backend (openclaw_ext/index.js): one session per OpenClaw session key
 
@@ -288,8 +342,11 @@ class KimiAcpAgent:
                 raise self.acp.RequestError.invalid_params({"message": f"the timeout option takes whole seconds (got {value!r})"})
             session.timeout = seconds or None
             return self.acp.schema.SetSessionConfigOptionResponse(config_options=self._config_options(session))
+        if config_id in PERMISSION_OPTIONS:
+            self._set_permission_mode(session, value)
+            return self.acp.schema.SetSessionConfigOptionResponse(config_options=self._config_options(session))
         if config_id != MODEL_OPTION:
-            known = ", ".join([MODEL_OPTION, *THINKING_OPTIONS, TIMEOUT_OPTION])
+            known = ", ".join([MODEL_OPTION, *THINKING_OPTIONS, TIMEOUT_OPTION, *PERMISSION_OPTIONS])
             raise self.acp.RequestError.invalid_params({"message": f"unknown config option {config_id!r}; kimi-acp has {known}"})
         if not isinstance(value, str) or not value.strip():
             raise self.acp.RequestError.invalid_params({"message": "the model option takes a model ref, e.g. kimi/kimi-k2.5"})
@@ -355,20 +412,24 @@ class KimiAcpAgent:
             request["env"] = session.env
         if session.timeout:
             request["runTimeoutSeconds"] = session.timeout
-        if session.openclaw_key:
-            request["label"] = session.openclaw_key  # `kimi-acp ps` / `show` name OpenClaw's child session
+        if session.permission_mode:
+            request["permissionMode"] = session.permission_mode
         if self.spawner is not None:
             self._fresh_config()
         context = {"requesterAgentId": self.args.agent, "requesterSessionKey": session_key(session.session_id)}
+        door = self.openclaw if session.openclaw_key else None
+        if door is not None:  # who asked, the session's own choices (the OpenClaw door)
+            request, context = door.setup_turn(session, request, task)
         answer = await spawner.spawn(request, context)
         if answer.get("status") != "accepted":
-            raise self._error(str(answer.get("error") or answer), code=answer.get("errorCode"), runId=answer.get("runId"))
+            extra = door.failure_data("error") if door else {}
+            raise self._error(str(answer.get("error") or answer), code=answer.get("errorCode"), runId=answer.get("runId"), **extra)
         run_id = answer["runId"]
         # No await between spawn() and watch(): the run cannot have produced events yet.
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self.events.watch(run_id, queue)
         session.run_id = run_id
-        maker = UpdateMaker(acp, context_window(spawner.config, answer.get("backend"), answer.get("model")))
+        maker = UpdateMaker(acp, context_window(spawner.config, answer.get("backend"), answer.get("model")), notes=session.notes)
         sender = asyncio.create_task(self._send_updates(session.session_id, queue, maker))
         finished = False
         try:
@@ -387,17 +448,22 @@ class KimiAcpAgent:
         seconds = f"{result.durationMs / 1000:.1f} s" if result.durationMs is not None else "?"
         who = f"{session.session_id} ({session.openclaw_key})" if session.openclaw_key else session.session_id
         log(f"session {who}: run {run_id} on {result.backend} ({result.reason}): {result.status} in {seconds}")
-        if result.sessionId and (result.status in ("ok", "cancelled") or not session.claude_session_id):
+        session.history.append(run_id)
+        if result.sessionId and (result.status in ("ok", "cancelled") or not session.claude_session_id or request.get("resumeSessionId") is None):
             session.claude_session_id = result.sessionId
-            if session.mode != "oneshot":
-                self._save(session)
+            session.last_backend = result.backend
+        if session.mode != "oneshot":
+            self._save(session)
+        meta = {OPENCLAW_META: door.turn_meta(session, result, maker.context_used)} if door is not None else None
         if result.status == "cancelled" or session.cancelled:
-            return acp.PromptResponse(stop_reason="cancelled")
+            return acp.PromptResponse(stop_reason="cancelled", field_meta=meta)
         if result.status != "ok":
             message = result.error or f"the run ended with status {result.status}"
-            raise self._error(message, code=f"run_{result.status}", runId=run_id, status=result.status, backend=result.backend, exitCode=result.exitCode)
+            extra = {**door.failure_data(result.status), **(meta or {})} if door is not None else {}
+            raise self._error(message, code=f"run_{result.status}", runId=run_id, status=result.status, backend=result.backend,
+                              exitCode=result.exitCode, **extra)
         usage = prompt_usage(acp, result.usage)
-        return acp.PromptResponse(stop_reason="end_turn", usage=usage) if usage else acp.PromptResponse(stop_reason="end_turn")
+        return acp.PromptResponse(stop_reason="end_turn", usage=usage, field_meta=meta)
 
     async def _send_updates(self, session_id: str, queue: Any, maker: UpdateMaker) -> None:
         broken = False
@@ -432,6 +498,7 @@ class KimiAcpAgent:
         return await self.openclaw.handle(method, params)
 
     async def ext_notification(self, method: str, params: dict[str, Any]) -> None:
-        return None
+        """kimi-acp's extension notifications, from the OpenClaw extension (``_kimi-acp/...``)."""
+        await self.openclaw.notify(method, params)
 
 

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 AGENT_NAME = "kimi-acp"
@@ -17,6 +17,9 @@ TARGET_AGENT = "kimi-acp"  # the spawn request's agentId (a harness alias kimi-a
 MODEL_OPTION = "model"  # the config option id acpx's --model sets (session/set_config_option)
 THINKING_OPTIONS = ("thinking", "effort", "reasoning_effort", "thought_level")  # OpenClaw's thinking aliases
 TIMEOUT_OPTION = "timeout"  # OpenClaw's runTimeoutSeconds, in seconds
+# Claude Code's permission mode: OpenClaw's /acp permissions sends approval_policy, resolved
+# through these aliases against the keys a backend advertises (kimi-acp advertises the first).
+PERMISSION_OPTIONS = ("permission_mode", "approval_policy", "permission_profile", "permissions")
 DEFAULT_CHOICE = "default"  # the model option value meaning "no session choice: routing decides"
 SESSION_PREFIX = "acp:"  # requester session key of an ACP session: "acp:<session id>"
 
@@ -38,36 +41,70 @@ class AcpSession:
     session_id: str
     cwd: str
     claude_session_id: str | None = None
-    model: str | None = None  # the session's model ref; None = no choice (--backend or routing)
+    model: str | None = None  # the session's explicit model ref; None = no choice (--backend or routing)
     run_id: str | None = None  # the active run
     busy: bool = False  # a prompt is being answered
     cancelled: bool = False  # session/cancel arrived for the active prompt
+    permission_mode: str | None = None  # Claude Code's permission mode for this session (set-mode); None = the default
+    history: list[str] = field(default_factory=list)  # run ids of this session's turns, oldest first
+    last_backend: str | None = None  # the backend its conversation ran on last (a switch starts a new one)
     # Sessions of OpenClaw's ACP runtime backend (the gateway extension):
-    openclaw_key: str | None = None  # OpenClaw's session key (agent:kimi-acp:acp:<uuid>)
+    openclaw_key: str | None = None  # OpenClaw's session key (agent:<agent>:acp:<uuid>)
+    target: str | None = None  # the ACP agent OpenClaw opened it for (ensureSession's agentId)
     mode: str | None = None  # "oneshot" | "persistent" (OpenClaw's ensureSession mode)
     thinking: str | None = None  # the spawn's thinking level (Claude Code --effort)
     env: dict[str, str] | None = None  # the spawn request's env: kept in memory only, never written
     last_status: str | None = None  # the last run's status, for getStatus
     timeout: int | None = None  # seconds (OpenClaw's timeout config option)
     thinking_explicit: bool = False  # the spawn named a thinking level (OpenClaw's thinkingExplicit)
+    requester_agent: str | None = None  # who asked for this session (routing's "agent" rule)
+    requester_session: str | None = None  # the requester's session key (routing's "session" rule)
+    requester_model: str | None = None  # that session's /model choice when it asked (provider/model)
+    requester_via: str | None = None  # how kimi-acp knows: "spawn" (the child's row), "acp-spawn", "binding"
+    notes: list[str] = field(default_factory=list)  # said once, at the start of the next turn's stream
+
+    _SAVED = (
+        ("claudeSessionId", "claude_session_id"), ("model", "model"), ("openclawKey", "openclaw_key"),
+        ("target", "target"), ("mode", "mode"), ("thinking", "thinking"), ("permissionMode", "permission_mode"),
+        ("lastBackend", "last_backend"), ("requesterAgent", "requester_agent"),
+        ("requesterSession", "requester_session"), ("requesterModel", "requester_model"),
+        ("requesterVia", "requester_via"),
+    )
 
     def to_json(self) -> dict[str, Any]:
-        out = {
-            "sessionId": self.session_id,
-            "cwd": self.cwd,
-            "claudeSessionId": self.claude_session_id,
-            "model": self.model,
-            "updatedAt": time.time(),
-        }
-        for key, value in (("openclawKey", self.openclaw_key), ("mode", self.mode), ("thinking", self.thinking)):
-            if value is not None:
+        out: dict[str, Any] = {"sessionId": self.session_id, "cwd": self.cwd, "updatedAt": time.time()}
+        for key, attr in self._SAVED:
+            value = getattr(self, attr)
+            if value is not None or key in ("claudeSessionId", "model"):
                 out[key] = value
+        if self.timeout:
+            out["timeout"] = self.timeout
+        if self.history:
+            out["history"] = self.history[-50:]
         return out
+
+    @classmethod
+    def from_json(cls, session_id: str, data: dict[str, Any]) -> AcpSession | None:
+        if not isinstance(data.get("cwd"), str):
+            return None
+        session = cls(session_id=session_id, cwd=data["cwd"])
+        for key, attr in cls._SAVED:
+            value = data.get(key)
+            if isinstance(value, str):
+                setattr(session, attr, value)
+        if isinstance(data.get("timeout"), int) and data["timeout"] > 0:
+            session.timeout = data["timeout"]
+        history = data.get("history")
+        if isinstance(history, list):
+            session.history = [h for h in history if isinstance(h, str)]
+        session.thinking_explicit = session.thinking is not None
+        return session
 
 
 class SessionFiles:
-    """ACP sessions survive the agent process (acpx starts a new one per queue owner):
-    ``<state dir>/acp-sessions/<session id>.json``, 0600, written atomically."""
+    """ACP sessions survive the agent process (acpx starts a new one per queue owner; the
+    gateway's warm process restarts): ``<state dir>/acp-sessions/<session id>.json``, 0600,
+    written atomically."""
 
     def __init__(self, directory: Any = None) -> None:
         from pathlib import Path
@@ -97,21 +134,7 @@ class SessionFiles:
             data = json.loads(self._path(session_id).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if not isinstance(data, dict) or not isinstance(data.get("cwd"), str):
-            return None
-        def text(key: str) -> str | None:
-            value = data.get(key)
-            return value if isinstance(value, str) else None
-
-        return AcpSession(
-            session_id=session_id,
-            cwd=data["cwd"],
-            claude_session_id=text("claudeSessionId"),
-            model=text("model"),
-            openclaw_key=text("openclawKey"),
-            mode=text("mode"),
-            thinking=text("thinking"),
-        )
+        return AcpSession.from_json(session_id, data) if isinstance(data, dict) else None
 
     def delete(self, session_id: str) -> None:
         try:

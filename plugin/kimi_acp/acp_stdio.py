@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -303,17 +304,67 @@ def check_message(line: bytes) -> tuple[bool, bytes | None]:
     return True, None
 
 
-async def _guard_input(raw: Any, reader: Any, writer: Any) -> None:
+_ID_IN_PREFIX = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.){0,200}")')
+_PREFIX_KEPT = 4096  # of an oversized line: enough to find its id (clients write it first)
+
+
+async def _lines(raw: Any, limit: int) -> Any:
+    """The lines of ``raw``; a line over ``limit`` bytes comes as ``(prefix, size)``: its first
+    bytes (to find its id) and its size, the rest read and dropped without being kept."""
+    buf = bytearray()
+    dropping: tuple[bytes, int] | None = None
+    while True:
+        chunk = await raw.read(1 << 16)
+        if not chunk:
+            if dropping is not None:
+                yield (dropping[0], dropping[1] + len(buf))
+            elif buf:
+                yield bytes(buf)
+            return
+        buf += chunk
+        while True:
+            cut = buf.find(b"\n")
+            if dropping is not None:
+                if cut < 0:
+                    dropping = (dropping[0], dropping[1] + len(buf))
+                    buf.clear()
+                    break
+                yield (dropping[0], dropping[1] + cut + 1)
+                dropping = None
+                del buf[: cut + 1]
+                continue
+            if cut < 0:
+                if len(buf) > limit:
+                    dropping = (bytes(buf[:_PREFIX_KEPT]), len(buf))
+                    buf.clear()
+                break
+            if cut + 1 > limit:
+                yield (bytes(buf[:_PREFIX_KEPT]), cut + 1)
+            else:
+                yield bytes(buf[: cut + 1])
+            del buf[: cut + 1]
+
+
+def oversized_reply(prefix: bytes, size: int, limit: int) -> bytes:
+    """The answer to a message over the line limit: -32600 with the request's own id when its
+    first bytes name one (so the client's request fails at once instead of waiting forever)."""
+    found = _ID_IN_PREFIX.search(prefix)
+    msg_id: Any = None
+    if found:
+        try:
+            msg_id = json.loads(found.group(1))
+        except ValueError:
+            msg_id = None
+    return _rpc_error(-32600, f"Invalid request: the message is {size} bytes, over the {limit}-byte limit of kimi-acp's stdio", msg_id)
+
+
+async def _guard_input(raw: Any, reader: Any, writer: Any, limit: int = _LINE_LIMIT) -> None:
     """Feed ``reader`` (the SDK's) with the valid lines of ``raw``; answer the others."""
     try:
-        while True:
-            try:
-                line = await raw.readline()
-            except ValueError:  # a line over the limit: dropped by the stream
-                writer.write(_rpc_error(-32600, f"Invalid request: message over {_LINE_LIMIT} bytes"))
+        async for line in _lines(raw, limit):
+            if isinstance(line, tuple):
+                writer.write(oversized_reply(*line, limit))
                 continue
-            if not line:
-                break
             ok, reply = check_message(line)
             if ok:
                 reader.feed_data(line if line.endswith(b"\n") else line + b"\n")
@@ -321,4 +372,3 @@ async def _guard_input(raw: Any, reader: Any, writer: Any) -> None:
                 writer.write(reply)
     finally:
         reader.feed_eof()
-

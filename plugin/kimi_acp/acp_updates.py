@@ -42,12 +42,29 @@ class RunEvents:
 class UpdateMaker:
     """Turns one run's stream-json events into ACP session updates."""
 
-    def __init__(self, acp: Any, context_window: int | None) -> None:
+    def __init__(self, acp: Any, context_window: int | None, *, notes: list[str] | None = None) -> None:
         self.acp = acp
         self.context_window = context_window or _DEFAULT_CONTEXT
         self.context_used: int | None = None
+        # kimi-acp's own words for the session (it moved, its backend changed): said before the
+        # run's first output, never alone (a turn that fails before any output can still fail over)
+        self.notes = notes if notes is not None else []
+
+    def _said(self, text: str) -> Any:
+        return self.acp.update_agent_message_text(f"[kimi-acp] {text}\n\n")
 
     def updates(self, event: Any) -> list[Any]:
+        out = self._updates(event)
+        if out and self.notes:
+            out = [self._said(note) for note in self.notes] + out
+            self.notes.clear()
+        return out
+
+    def _updates(self, event: Any) -> list[Any]:
+        if isinstance(event, dict) and event.get("type") == "kimi-acp":
+            # kimi-acp's own events (a stream line cut at the size limit...): said in the stream
+            message = event.get("message")
+            return [self._said(str(message))] if message else []
         from .harness.claude_code import (
             AssistantEvent,
             ResultEvent,

@@ -141,7 +141,7 @@ def resolve(
 
     if requester_agent:
         route = s.agents.get(requester_agent)
-        if route:
+        if route and route.backend:
             b = cfg.backend(route.backend)
             return Route(
                 b, route.model or b.model, "agent",
@@ -160,7 +160,7 @@ def resolve(
 
     if target:
         route = s.targets.get(target)
-        if route:
+        if route and route.backend:
             b = cfg.backend(route.backend)
             return Route(b, route.model or b.model, "target", f"target '{target}' default ({SECTION}.targets.{target})", None, tuple(notes))
         info = cfg.agents.get(target)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-PermissionMode = Literal["approve-all", "approve-edits", "approve-reads", "deny-all"]
+PermissionMode = Literal[
+    "approve-all", "approve-edits", "approve-reads", "deny-all",
+    "default", "acceptEdits", "plan", "bypassPermissions", "dontAsk",
+]
 
 MIN_TIMEOUT_MS = 120_000
 
@@ -42,10 +45,20 @@ class BackendSettings(_Strict):
 
 
 class RouteSettings(_Strict):
-    """Which backend an agent's spawns use."""
+    """Which backend an agent's spawns use, and in which permission mode Claude Code runs them."""
 
-    backend: str = Field(description="Backend name (e.g. kimi, anthropic, passthrough).")
+    backend: str | None = Field(None, description="Backend name (e.g. kimi, anthropic, passthrough); unset: the next routing rule decides.")
     model: str | None = Field(None, description="Model id on that backend; defaults to the backend's model.")
+    permissionMode: PermissionMode | None = Field(
+        None, description="Claude Code's permission mode for this agent's runs (default, acceptEdits, plan, bypassPermissions, dontAsk); "
+        "unset: harness.permissionMode. A session's /acp set-mode wins."
+    )
+
+    @model_validator(mode="after")
+    def _model_needs_backend(self) -> RouteSettings:
+        if self.model is not None and self.backend is None:
+            raise ValueError("model is set without backend: name the backend the model belongs to (e.g. backend: kimi)")
+        return self
 
 
 class LimitSettings(_Strict):
@@ -63,7 +76,8 @@ class HarnessSettings(_Strict):
     args: list[str] = Field(default_factory=list, description="Extra arguments for Claude Code.")
     permissionMode: PermissionMode = Field(
         "approve-edits",
-        description="approve-all=bypassPermissions, approve-edits=acceptEdits, approve-reads=default, deny-all=dontAsk.",
+        description="Claude Code's permission mode (default, acceptEdits, plan, bypassPermissions, dontAsk), or acpx's names: "
+        "approve-all=bypassPermissions, approve-edits=acceptEdits, approve-reads=default, deny-all=dontAsk.",
     )
     allowRootBypass: bool = Field(
         False, description="Set IS_SANDBOX=1 so approve-all works as root. Only on machines that are sandboxes."

@@ -29,6 +29,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import KimiAcpError, MissingKeyError, SpawnBlocked, UnknownNameError
+from .harness.command import PermissionMode
 from .redact import redact
 from .report import GatewayReporter, RunResult, flush_outbox, outbox_entries
 
@@ -97,6 +98,14 @@ class SpawnRequest(BaseModel):
     thread: bool | None = None
     attachments: list[Attachment] = Field(default_factory=list, max_length=50)
     env: dict[str, str] = Field(default_factory=dict)
+    # kimi-acp's own, beyond OpenClaw's schema (its doors set them):
+    permissionMode: PermissionMode | None = Field(
+        None, description="Claude Code's permission mode for this run; default: the requesting agent's, else harness.permissionMode"
+    )
+    failFast: bool = Field(
+        False, description="stop at Claude Code's first rate-limit or outage retry before any output (the caller can fail over) "
+        "instead of its ~3 minutes of retries"
+    )
 
     @field_validator("task")
     @classmethod
@@ -423,7 +432,9 @@ class Spawner:
             )
             rec.backend, rec.model, rec.reason = route.name, route.model, route.reason
             key = None if route.backend.passthrough else route.backend.resolve_key(self.environ)
-            routed = req.model_copy(update={"model": route.model})
+            agent_rule = settings.agents.get(ctx.requesterAgentId or "")
+            mode = req.permissionMode or (agent_rule.permissionMode if agent_rule else None)
+            routed = req.model_copy(update={"model": route.model, "permissionMode": mode})
             plugin_env = self.pm.hook.kimi_acp_spawn_env(request=routed, backend=route.backend)
             child = build_child_env(self.environ, route.backend, key=key, model=route.model, request_env=req.env, plugin_env=plugin_env,
                                     secret_names=self.config.secret_names(), secret_values=self.config.secret_values())
@@ -491,7 +502,8 @@ class Spawner:
             names = [] if route.backend.passthrough else route.backend.key_variables()
             fallback = "ANTHROPIC_API_KEY" if route.backend.passthrough else f"the apiKey of backend '{route.name}'"
             state = StreamState(backend=route.name, key_env=names[0] if names else fallback,
-                                expected_model=route.model if rec.run_id in self._overridden else None)
+                                expected_model=route.model if rec.run_id in self._overridden else None,
+                                fail_fast=req.failFast)
         if self._closing:
             self._finish(rec, req, "cancelled", error="the spawner shut down before the run started", exit_code=None, state=state)
             return

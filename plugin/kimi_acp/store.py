@@ -438,6 +438,11 @@ class Store:
         rows = self._query(f"SELECT * FROM runs {where} ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,))
         return [_record_from_row(r) for r in rows]
 
+    def find_by_claude_session(self, claude_session_id: str) -> RunRecord | None:
+        """The newest run that had this Claude Code conversation (``sessionId``), or None."""
+        rows = self._query("SELECT run_id FROM runs WHERE claude_session_id = ? ORDER BY created_at DESC LIMIT 1", (claude_session_id,))
+        return self.get_run(rows[0]["run_id"]) if rows else None
+
     def release_runs(self, run_ids: Sequence[str]) -> int:
         """Give finished runs up: no live process owns them any more, so the deliverer (which
         delivers only what no living supervisor owns) takes their undelivered results. For a

@@ -246,6 +246,27 @@ def _pids_with_run_ids(run_ids: set[str]) -> list[int]:
     return found
 
 
+def process_tree(run_id: str, pgid: int | None = None) -> list[dict[str, Any]]:
+    """The live processes of a run (its process group, and whatever carries its run id), as
+    ``{"pid", "ppid", "command"}``, for status displays (``/acp status``)."""
+    pids = set(_pids_with_run_ids({run_id}))
+    if pgid:
+        pids |= set(alive_in_group(pgid))
+    out = []
+    for pid in sorted(pids):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2 :].split()
+        if not fields or fields[0] in (b"Z", b"X"):
+            continue
+        command = data[data.find(b"(") + 1 : data.rfind(b")")].decode(errors="replace")
+        out.append({"pid": pid, "ppid": int(fields[1]), "command": command})
+    return out
+
+
 def _kill_pids(pids: list[int]) -> int:
     killed = 0
     for pid in pids:

@@ -102,13 +102,20 @@ def before_tool_call(payload: Any, config_path: str | None = None, *, cfg: Any =
     from ..config import load_config
     from ..routing import PASSTHROUGH, default_target, resolve
 
+    # Fail closed: what cannot be read is refused, never waved through unrouted.
     if not isinstance(payload, dict):
         return _block("kimi-acp hook: the input is not a JSON object")
-    event = payload.get("event") if isinstance(payload.get("event"), dict) else {}
-    params = event.get("params")
-    if not isinstance(params, dict) or params.get("runtime") != "acp":
+    event = payload.get("event")
+    params = event.get("params") if isinstance(event, dict) else None
+    if not isinstance(params, dict):
+        return _block("kimi-acp hook: the input has no event.params object (the spawn's arguments); this extension and kimi-acp may not match: reinstall with `kimi-acp install`")
+    if params.get("runtime") != "acp":
         return {}
-    context = payload.get("context") if isinstance(payload.get("context"), dict) else {}
+    context = payload.get("context", {})
+    if not isinstance(context, dict):
+        return _block("kimi-acp hook: the input's context is not an object (the requester's agent and session)")
+    if not isinstance(payload.get("session", {}), dict):
+        return _block("kimi-acp hook: the input's session is not an object (the requester session's /model choice)")
     session_model = session_choice(payload.get("session"))
 
     if cfg is None:

@@ -28,8 +28,13 @@ class ClaudeCodeHarness:
     def kimi_acp_spawn_env(self, request: Any, backend: Any) -> dict[str, str] | None:
         from ..harness.command import permission_args
 
-        _, env = permission_args(self.settings.permissionMode, allow_root_bypass=self.settings.allowRootBypass)
+        _, env = permission_args(self.mode(request), allow_root_bypass=self.settings.allowRootBypass)
         return env or None
+
+    def mode(self, request: Any) -> str:
+        """The run's permission mode: the request's (a session's /acp set-mode, an agent's
+        default), else harness.permissionMode."""
+        return getattr(request, "permissionMode", None) or self.settings.permissionMode
 
     @hookimpl(trylast=True)
     def kimi_acp_harness_command(self, request: Any, backend: Any) -> list[str]:
@@ -39,7 +44,7 @@ class ClaudeCodeHarness:
             self.claude(),
             model=request.model,
             resume=request.resumeSessionId,
-            permission=self.settings.permissionMode,
+            permission=self.mode(request),
             allow_root_bypass=self.settings.allowRootBypass,
             extra_args=self.settings.args,
             thinking=request.thinking,

@@ -348,6 +348,21 @@ def model_mismatch_message(got: str, expected: str, backend: str) -> str:
     )
 
 
+def _unavailable_message(status: int | None, backend: str, error: Any) -> str | None:
+    """For a run that may fail over: why the backend cannot take it now, in words OpenClaw's
+    failover recognises (rate limit, quota, temporarily unavailable, overloaded). None for a
+    status that is not about availability (a 400 is the request's own fault)."""
+    stop = "before any output; kimi-acp stopped Claude Code's retries so the turn can move to another backend (acp.fallbacks)"
+    if status == 429:
+        return f"{backend} rate limit reached (HTTP 429) {stop}"
+    if status == 529 or (isinstance(error, str) and "overloaded" in error.lower()):
+        return f"{backend} is overloaded, temporarily unavailable (HTTP {status or 529}) {stop}"
+    if status is None or status >= 500:
+        what = f"HTTP {status}" if status else "no answer"
+        return f"{backend} is temporarily unavailable ({what}) {stop}"
+    return None
+
+
 class StreamState:
     """Everything the supervisor, the progress display and the ACP door need from a run's
     stdout. Feed it every line, in order, with :meth:`feed`.
@@ -357,8 +372,10 @@ class StreamState:
     run then rather than wait out Claude Code's ten retries (about three minutes).
     """
 
-    def __init__(self, *, backend: str = "kimi", key_env: str = "KIMI_API_KEY", expected_model: str | None = None) -> None:
+    def __init__(self, *, backend: str = "kimi", key_env: str = "KIMI_API_KEY", expected_model: str | None = None,
+                 fail_fast: bool = False) -> None:
         self.backend = backend
+        self.fail_fast = fail_fast  # a rate limit or outage before any output is fatal (the caller fails over)
         self.key_env = key_env
         self.expected_model = expected_model
         self.session_id: str | None = None
@@ -431,6 +448,8 @@ class StreamState:
         elif isinstance(event, ApiRetry):
             self.retry_statuses.append(event.error_status)
             self._note_status(event.error_status, None)
+            if self.fail_fast and self.fatal is None and self.turns == 0 and self.tool_calls == 0:
+                self.fatal = _unavailable_message(event.error_status, self.backend, getattr(event, "error", None))
         elif isinstance(event, PermissionDenied):
             self.denials.append(event)
         elif isinstance(event, ResultEvent):

@@ -18,7 +18,13 @@ from typing import Literal
 from ..errors import HarnessConfigError, HarnessNotFoundError
 from ..paths import checkout_root
 
-PermissionMode = Literal["approve-all", "approve-edits", "approve-reads", "deny-all"]
+PermissionMode = Literal[
+    "approve-all", "approve-edits", "approve-reads", "deny-all",
+    "default", "acceptEdits", "plan", "bypassPermissions", "dontAsk",
+]
+CLAUDE_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk")
+"""Claude Code's permission modes kimi-acp offers per session (OpenClaw's ``/acp set-mode`` and
+``/acp permissions``, an ACP client's ``session/set_mode``)."""
 
 CLAUDE_CODE_VERSION = "2.1.332"
 """The Claude Code version kimi-acp is built and tested against."""
@@ -29,18 +35,27 @@ INSTALL_HINT = (
 )
 
 ROOT_BYPASS_MESSAGE = (
-    "approve-all runs Claude Code with bypassPermissions, which refuses to start as root; "
+    "approve-all (bypassPermissions) runs Claude Code without permission checks, which refuses to start as root; "
     "set plugins.entries.kimi-acp.config.harness.allowRootBypass: true (sets IS_SANDBOX=1) "
-    "if this machine is a sandbox, or use approve-edits"
+    "if this machine is a sandbox, or use approve-edits (acceptEdits)"
 )
 
-# kimi-acp's permission names (acpx's words) -> Claude Code's --permission-mode values.
+# kimi-acp's permission names (acpx's words), and Claude Code's own -> --permission-mode values.
 _CLAUDE_MODES: dict[str, str] = {
     "approve-all": "bypassPermissions",
     "approve-edits": "acceptEdits",
     "approve-reads": "default",
     "deny-all": "dontAsk",
+    **{mode: mode for mode in CLAUDE_MODES},
 }
+
+
+def claude_mode(mode: str) -> str:
+    """Claude Code's name of a permission mode (acpx's names accepted), or ValueError."""
+    found = _CLAUDE_MODES.get(mode) or {m.lower(): m for m in CLAUDE_MODES}.get(mode.strip().lower())
+    if found is None:
+        raise ValueError(f"unknown permission mode {mode!r}; use one of: {', '.join(CLAUDE_MODES)} (or acpx's {', '.join(list(_CLAUDE_MODES)[:4])})")
+    return found
 
 # Where a local install puts the binary, relative to a project root or the per-user prefix.
 _LOCAL_BIN = Path(".tools") / "claude-code" / "node_modules" / ".bin" / "claude"
@@ -65,17 +80,15 @@ def permission_args(mode: PermissionMode, *, allow_root_bypass: bool) -> tuple[l
     instead of letting Claude Code exit 1 with a message the requester never sees.
     """
     try:
-        claude_mode = _CLAUDE_MODES[mode]
-    except KeyError:
-        raise HarnessConfigError(
-            f"unknown permission mode {mode!r}; use one of: {', '.join(_CLAUDE_MODES)}"
-        ) from None
+        chosen = claude_mode(mode)
+    except ValueError as exc:
+        raise HarnessConfigError(str(exc)) from None
     env: dict[str, str] = {}
-    if mode == "approve-all" and _is_root():
+    if chosen == "bypassPermissions" and _is_root():
         if not allow_root_bypass:
             raise HarnessConfigError(ROOT_BYPASS_MESSAGE)
         env["IS_SANDBOX"] = "1"
-    return ["--permission-mode", claude_mode], env
+    return ["--permission-mode", chosen], env
 
 
 # OpenClaw's thinking levels -> Claude Code's --effort (low, medium, high, xhigh, max).

@@ -13,6 +13,7 @@ const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 16000, 30000];
 const HEALTHY_AFTER_MS = 60_000; // a process that lived this long resets the backoff
 const STOP_GRACE_MS = 10_000; // stdin closed -> runs killed and reaped -> exit
 const KILL_GRACE_MS = 3_000;
+export const LINE_LIMIT = 50 * 1024 * 1024; // kimi-acp's stdio limit per message (acp_stdio._LINE_LIMIT)
 
 export class RpcError extends Error {
   constructor(code, message, data) {
@@ -119,8 +120,12 @@ class Connection {
   }
 
   #write(obj) {
+    return this.#writeLine(JSON.stringify(obj));
+  }
+
+  #writeLine(line) {
     if (this.exited || !this.child.stdin.writable) return false;
-    this.child.stdin.write(JSON.stringify(obj) + "\n");
+    this.child.stdin.write(line + "\n");
     return true;
   }
 
@@ -131,6 +136,16 @@ class Connection {
         return;
       }
       const id = this.nextId++;
+      const line = JSON.stringify({ jsonrpc: "2.0", id, method, params });
+      const size = Buffer.byteLength(line);
+      if (size > LINE_LIMIT) {
+        // refused here: kimi-acp would only answer it with an error (and drop its bytes)
+        reject(new RpcError(-32600, `${method} is too large`, {
+          message: `kimi-acp cannot take ${method}: the message is ${size} bytes, over its ${LINE_LIMIT}-byte limit (a huge prompt or attachment?)`,
+          errorCode: "message_too_large",
+        }));
+        return;
+      }
       let timer = null;
       if (timeoutMs) {
         timer = setTimeout(() => {
@@ -143,7 +158,7 @@ class Connection {
         resolve: (v) => (timer && clearTimeout(timer), resolve(v)),
         reject: (e) => (timer && clearTimeout(timer), reject(e)),
       });
-      this.#write({ jsonrpc: "2.0", id, method, params });
+      this.#writeLine(line);
     });
   }
 

@@ -2,12 +2,15 @@
 // openclaw/plugin-sdk/acp-runtime-backend). Each call is carried to the warm kimi-acp
 // process as an ACP message; session updates come back as AcpRuntimeEvents. Routing, env,
 // limits and every other decision are made in Python (kimi_acp/openclaw_backend.py, the
-// OpenClaw door; the wire is kimi_acp/acp_stdio.py).
+// OpenClaw door; the wire is kimi_acp/acp_stdio.py). What this file adds is what only the
+// gateway has: the session rows (who asked, their /model choice) read for Python, and the
+// session row's token counts and the requester's notices written for Python.
 
 import { errorText } from "./acp-client.js";
 
 export const BACKEND_ID = "kimi-acp";
-const META = "kimiAcp"; // the _meta key kimi-acp reads in session/new
+const META = "kimiAcp"; // the _meta key kimi-acp reads in session/new and session/prompt
+const DEFAULT_TURN_BOUND_MS = 24 * 3600 * 1000 + 5 * 60 * 1000; // a turn never waits forever
 
 // An async queue: events pushed by the notification handler, pulled by OpenClaw.
 function channel() {
@@ -72,24 +75,77 @@ export function toEvent(update, titles) {
     }
     case "usage_update":
       return { type: "status", text: `context ${update.used}/${update.size} tokens`, tag, used: update.used, size: update.size };
+    case "current_mode_update":
+      return { type: "status", text: `permission mode: ${update.currentModeId}`, tag };
     default:
       return null;
   }
 }
 
+// A failed turn as OpenClaw reads it. kimi-acp says in error.data which ACP code applies
+// (ACP_TURN_FAILED with a rate-limit/outage message is what OpenClaw's acp.fallbacks acts on);
+// its own code travels as detailCode (OpenClaw keeps only the ACP_* codes).
 function failure(err) {
   const data = err?.data && typeof err.data === "object" ? err.data : {};
-  const code = typeof data.errorCode === "string" ? data.errorCode : err?.code != null ? String(err.code) : undefined;
-  const retryable = code === "run_rate_limited" || code === "run_lost" || code === "backend_exited";
-  return { message: errorText(err), code, detailCode: typeof data.status === "string" ? data.status : undefined, retryable };
+  const own = typeof data.errorCode === "string" ? data.errorCode : err?.code != null ? String(err.code) : undefined;
+  const code = typeof data.acpCode === "string" ? data.acpCode : "ACP_TURN_FAILED";
+  const retryable = data.retryable === true || own === "run_rate_limited" || own === "run_lost" || own === "backend_exited";
+  return { message: errorText(err), code, detailCode: own, retryable };
 }
 
 function sessionIdOf(handle) {
   return handle?.backendSessionId || handle?.runtimeSessionName;
 }
 
-export function createRuntime(proc, log) {
-  const turns = new Map(); // ACP session id -> { events, titles }
+function str(value) {
+  return typeof value === "string" && value ? value : undefined;
+}
+
+async function entryOf(api, agentId, sessionKey) {
+  if (!sessionKey) return undefined;
+  try {
+    const entry = await api?.runtime?.agent?.session?.getSessionEntry?.({ agentId, sessionKey });
+    return entry && typeof entry === "object" ? entry : undefined;
+  } catch {
+    return undefined; // not available in this OpenClaw version, or no such session
+  }
+}
+
+function agentOf(sessionKey) {
+  return typeof sessionKey === "string" && sessionKey.startsWith("agent:") ? sessionKey.split(":")[1] : undefined;
+}
+
+// A session's `/model` choice (providerOverride/modelOverride), when this OpenClaw exposes it.
+export async function sessionChoice(api, agentId, sessionKey) {
+  const session = {};
+  const entry = await entryOf(api, agentId ?? agentOf(sessionKey), sessionKey);
+  if (entry) {
+    for (const key of ["providerOverride", "modelOverride", "modelOverrideSource"]) {
+      if (str(entry[key])) session[key] = entry[key];
+    }
+  }
+  return session;
+}
+
+// Who opened an ACP session, as OpenClaw recorded it on the child's row (sessions_spawn writes
+// spawnedBy / parentSessionKey / createdActor before ensureSession; /acp spawn writes nothing).
+async function requesterOf(api, input) {
+  const entry = await entryOf(api, input?.agentId ?? agentOf(input?.sessionKey), input?.sessionKey);
+  if (!entry) return undefined;
+  const sessionKey = str(entry.spawnedBy) ?? str(entry.parentSessionKey);
+  const actor = entry.createdActor && typeof entry.createdActor === "object" ? entry.createdActor : {};
+  const agentId = (actor.type === undefined || actor.type === "agent" ? str(actor.id) : undefined) ?? agentOf(sessionKey);
+  if (!sessionKey && !agentId) return undefined;
+  const out = { via: str(entry.createdVia) ?? "session-row" };
+  if (sessionKey) out.sessionKey = sessionKey;
+  if (agentId) out.agentId = agentId;
+  if (sessionKey) out.session = await sessionChoice(api, agentId, sessionKey);
+  return out;
+}
+
+export function createRuntime(proc, log, { api = () => undefined, managerStopping = async () => false } = {}) {
+  const turns = new Map(); // ACP session id -> { events, titles, started }
+  const bounds = new Map(); // ACP session id -> the longest a turn may take (ms), from kimi-acp
   // KIMI_ACP_TRACE=1: one log line per call OpenClaw makes, with a timestamp (for latency work)
   const trace = process.env.KIMI_ACP_TRACE === "1" ? (what) => log?.info?.(`kimi-acp trace ${Date.now()} ${what}`) : () => {};
 
@@ -97,6 +153,7 @@ export function createRuntime(proc, log) {
     if (method !== "session/update") return;
     const turn = turns.get(params?.sessionId);
     if (!turn) return;
+    turn.started(); // the first update of a turn: Kimi answered (nothing before this counts as started)
     const event = toEvent(params.update, turn.titles);
     if (event) turn.events.push(event);
   });
@@ -105,6 +162,32 @@ export function createRuntime(proc, log) {
     for (const turn of turns.values()) turn.fail?.();
   });
 
+  // What kimi-acp asks the gateway to record when a turn ends: the child session row's token
+  // counts (OpenClaw's completion Stats line reads them), a notice for the requester session.
+  async function record(info, handle) {
+    const gw = api();
+    const patch = info?.sessionPatch;
+    if (patch && typeof patch === "object" && handle?.sessionKey) {
+      try {
+        await gw?.runtime?.agent?.session?.patchSessionEntry?.({
+          agentId: handle.agentId ?? agentOf(handle.sessionKey),
+          sessionKey: handle.sessionKey,
+          update: () => ({ ...patch }),
+        });
+      } catch (err) {
+        log?.warn?.(`kimi-acp: could not record token usage on ${handle.sessionKey}: ${err?.message ?? err}`);
+      }
+    }
+    const notice = info?.notice;
+    if (notice && typeof notice === "object" && str(notice.sessionKey) && str(notice.text)) {
+      try {
+        gw?.runtime?.system?.enqueueSystemEvent?.(notice.text, { sessionKey: notice.sessionKey, agentId: agentOf(notice.sessionKey) });
+      } catch (err) {
+        log?.warn?.(`kimi-acp: could not tell ${notice.sessionKey}: ${err?.message ?? err}`);
+      }
+    }
+  }
+
   const runtime = {
     async ensureSession(input) {
       trace(`ensureSession ${input?.sessionKey} mode=${input?.mode}`);
@@ -112,9 +195,12 @@ export function createRuntime(proc, log) {
       for (const key of ["sessionKey", "agentId", "agent", "mode", "model", "modelExplicit", "thinking", "thinkingExplicit", "cwd", "env", "resumeSessionId"]) {
         if (input?.[key] !== undefined) meta[key] = input[key];
       }
+      const requester = await requesterOf(api(), input);
+      if (requester) meta.requester = requester;
       // ACP needs a cwd; without OpenClaw's, kimi-acp picks the agent's workspace (in _meta: none)
       const res = await proc.request("session/new", { cwd: input?.cwd || process.cwd(), mcpServers: [], _meta: { [META]: meta } }).catch((err) => {
-        throw Object.assign(new Error(errorText(err)), { code: failure(err).code });
+        const f = failure(err);
+        throw Object.assign(new Error(f.message), { code: f.code === "ACP_TURN_FAILED" ? "ACP_SESSION_INIT_FAILED" : f.code, detailCode: f.detailCode });
       });
       const info = res?._meta?.[META] ?? {};
       const handle = {
@@ -128,23 +214,23 @@ export function createRuntime(proc, log) {
       if (info.agentSessionId) handle.agentSessionId = info.agentSessionId;
       if (info.appliedModel) handle.appliedModel = info.appliedModel;
       if (info.appliedThinking) handle.appliedThinking = info.appliedThinking;
+      if (typeof info.turnTimeoutMs === "number" && info.turnTimeoutMs > 0) bounds.set(res.sessionId, info.turnTimeoutMs);
       return handle;
     },
 
     startTurn(input) {
-      trace(`startTurn ${input?.handle?.sessionKey}`);
+      trace(`startTurn ${input?.handle?.sessionKey} ${input?.mode}`);
       const sessionId = sessionIdOf(input.handle);
       const events = channel();
-      const turn = { events, titles: new Map(), fail: null };
-      let started;
+      let resolveStarted;
       const promptStarted = new Promise((resolve) => {
-        started = resolve;
+        resolveStarted = resolve;
       });
       let failNow;
       const died = new Promise((resolve) => {
         failNow = resolve;
       });
-      turn.fail = () => failNow();
+      const turn = { events, titles: new Map(), started: () => resolveStarted(), fail: () => failNow() };
       const cancel = async () => {
         await proc.notify("session/cancel", { sessionId }).catch(() => {});
       };
@@ -158,8 +244,14 @@ export function createRuntime(proc, log) {
         turns.set(sessionId, turn);
         try {
           const prompt = [{ type: "text", text: input.text ?? "" }];
-          const answer = proc.request("session/prompt", { sessionId, prompt, messageId: input.requestId });
-          started();
+          for (const a of Array.isArray(input.attachments) ? input.attachments : []) {
+            if (str(a?.mediaType) && str(a?.data)) prompt.push({ type: "image", mimeType: a.mediaType, data: a.data });
+          }
+          const answer = proc.request(
+            "session/prompt",
+            { sessionId, prompt, messageId: input.requestId, _meta: { [META]: { mode: input.mode ?? "prompt" } } },
+            { timeoutMs: bounds.get(sessionId) ?? DEFAULT_TURN_BOUND_MS },
+          );
           const res = await Promise.race([
             answer,
             died.then(() => {
@@ -168,22 +260,26 @@ export function createRuntime(proc, log) {
               });
             }),
           ]);
+          const info = res?._meta?.[META] ?? {};
           const u = res?.usage;
           if (u && typeof u.totalTokens === "number") {
             events.push({ type: "status", text: `tokens: ${u.inputTokens ?? 0} in, ${u.outputTokens ?? 0} out`, tag: "usage_update" });
           }
+          await record(info, input.handle); // before done: OpenClaw's announce reads the row right after
           const status = res?.stopReason === "cancelled" ? "cancelled" : "completed";
           events.push({ type: "done", status, stopReason: res?.stopReason });
           return { status, stopReason: res?.stopReason };
         } catch (err) {
           const error = failure(err);
-          if (error.code === "backend_exited") {
+          if (error.detailCode === "backend_exited") {
             error.message = "the kimi-acp process exited during this turn; the run is recorded as lost (kimi-acp ps --all), and kimi-acp is being restarted";
           }
+          await record(err?.data?.[META], input.handle);
           events.push({ type: "error", ...error });
           return { status: "failed", error };
         } finally {
-          started();
+          // promptStarted is NOT resolved here: a turn that failed before Kimi answered (a 429,
+          // an outage) never started, so OpenClaw may move it to its acp.fallbacks.
           if (turns.get(sessionId) === turn) turns.delete(sessionId);
           events.end();
         }
@@ -207,29 +303,51 @@ export function createRuntime(proc, log) {
     },
 
     getCapabilities() {
-      return { controls: ["session/set_config_option", "session/status"], configOptionKeys: ["model", "thinking", "timeout"] };
+      return {
+        controls: ["session/set_mode", "session/set_config_option", "session/status"],
+        configOptionKeys: ["model", "thinking", "timeout", "permission_mode"],
+      };
+    },
+
+    async setMode({ handle, mode }) {
+      trace(`setMode ${mode}`);
+      try {
+        await proc.request("session/set_mode", { sessionId: sessionIdOf(handle), modeId: mode });
+      } catch (err) {
+        throw Object.assign(new Error(errorText(err)), { code: "ACP_INVALID_RUNTIME_OPTION" });
+      }
     },
 
     async setConfigOption({ handle, key, value }) {
       trace(`setConfigOption ${key}=${value}`);
       try {
-        await proc.request("session/set_config_option", { sessionId: sessionIdOf(handle), configId: key, value });
+        const res = await proc.request("session/set_config_option", { sessionId: sessionIdOf(handle), configId: key, value });
+        return res?.configOptions ? { configOptions: res.configOptions } : undefined;
       } catch (err) {
-        throw Object.assign(new Error(errorText(err)), { code: failure(err).code });
+        throw Object.assign(new Error(errorText(err)), { code: "ACP_INVALID_RUNTIME_OPTION" });
       }
     },
 
     async getStatus({ handle }) {
       trace(`getStatus ${handle?.sessionKey}`);
-      return proc.request("_kimi-acp/status", { sessionId: sessionIdOf(handle) });
+      return proc.request("_kimi-acp/status", { sessionId: sessionIdOf(handle), sessionKey: handle?.sessionKey });
     },
 
     async doctor() {
+      if (await managerStopping()) {
+        return {
+          ok: false,
+          code: "manager_stopping",
+          message:
+            "OpenClaw's ACP session manager is stopping: every ACP turn is dropped before it reaches a backend (after an in-process " +
+            "`openclaw gateway restart`); restart the gateway process (stop, then start)",
+        };
+      }
       try {
         return await proc.request("_kimi-acp/doctor", {}, { timeoutMs: 30_000 });
       } catch (err) {
         const f = failure(err);
-        return { ok: false, code: f.code ?? "unavailable", message: f.message };
+        return { ok: false, code: f.detailCode ?? "unavailable", message: f.message };
       }
     },
 
