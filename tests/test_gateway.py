@@ -12,10 +12,12 @@ through ``sessions.patch``, cancel), one with ``--global`` (and a stop while a r
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fakes.gateway_world import (
@@ -29,6 +31,7 @@ from fakes.gateway_world import (
     run_processes,
     runs,
     spawn_message,
+    with_fallback,
 )
 from fakes.spawning import is_alive, wait_until_sync
 
@@ -37,7 +40,7 @@ pytestmark = pytest.mark.openclaw
 
 @pytest.fixture(scope="module")
 def per_agent(tmp_path_factory: pytest.TempPathFactory, claude_bin: str) -> Iterator[World]:
-    yield from make_world(tmp_path_factory.mktemp("gw-agent"), ["--agent", "coder"], claude_bin)
+    yield from make_world(tmp_path_factory.mktemp("gw-agent"), ["--agent", "coder"], claude_bin, configure=with_fallback)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +72,8 @@ def test_coder_spawn_runs_on_kimi_and_its_result_reaches_the_parent(per_agent: W
     text = event.last_user_text()
     assert "status: completed" in text
     assert "Hello from the Kimi stub. You said: coder task: say hi" in text  # the child's own text
+    # kimi-acp wrote the run's tokens on the child's row: OpenClaw's Stats line shows them
+    assert "tokens unknown" not in text and re.search(r"tokens [\d.]+k? \(in [\d.]+k? / out \d+\)", text), text
     reqs = kimi_requests_clean(w.kimi, before)
     assert reqs and all(r.body["model"] == "kimi-k2.5" for r in reqs)
     run = runs(w.state)[-1]
@@ -101,21 +106,22 @@ def test_model_for_a_session_routes_that_sessions_spawns(per_agent: World) -> No
     assert run["backend"] == "kimi-code", run
 
 
-def test_cancel_of_a_running_spawn_kills_its_process_group(per_agent: World) -> None:
+def test_cancel_of_a_running_spawn_kills_its_process_group_and_tells_the_parent(per_agent: World) -> None:
+    """sessions.abort of the child: its whole process group dies, and the parent's model is told
+    at once that it was cancelled, with what it had produced (OpenClaw's own completion event for
+    an aborted child comes minutes later and says only "subagent run terminated")."""
     w = per_agent
     before = len(w.kimi.messages_requests())
-    w.kimi.set_scenario("hang")
-    try:
-        seen = w.turn("agent:coder:main", spawn_message(agentId="claude", task="a task that hangs"))
-        child = accepted(seen)["childSessionKey"]
-        w.kimi.wait_for_requests(before + 1, timeout=TURN)
-        pids = wait_until_sync(lambda: run_processes(w.state), 30, "the run's processes")
-        w.gw.call("sessions.abort", {"key": child})
-        wait_until_sync(lambda: not any(is_alive(p) for p in pids), 30, "the run's processes to be gone")
-        assert run_processes(w.state) == []
-        wait_until_sync(lambda: runs(w.state)[-1]["status"] == "cancelled", 30, "the run to be recorded cancelled")
-    finally:
-        w.kimi.set_scenario("text")
+    seen = w.turn("agent:coder:main", spawn_message(agentId="claude", task="[[stub:progress-then-hang]] a task that hangs"))
+    child = accepted(seen)["childSessionKey"]
+    w.kimi.wait_for_requests(before + 2, timeout=TURN)  # the second request hangs, after some output
+    pids = wait_until_sync(lambda: run_processes(w.state), 30, "the run's processes")
+    w.gw.call("sessions.abort", {"key": child})
+    wait_until_sync(lambda: not any(is_alive(p) for p in pids), 30, "the run's processes to be gone")
+    assert run_processes(w.state) == []
+    wait_until_sync(lambda: runs(w.state)[-1]["status"] == "cancelled", 30, "the run to be recorded cancelled")
+    told = w.model.wait_for(lambda s: f"The Claude Code session {child} was cancelled" in json.dumps(s.body), TURN, "the cancel notice")
+    assert "Progress so far: the first step is done." in json.dumps(told.body)
 
 
 # --------------------------------------------------------------------------- global
@@ -140,15 +146,111 @@ def test_gateway_stop_leaves_no_process_of_any_run(global_: World) -> None:
     seen = w.turn("agent:coder:main", spawn_message(task="busy when the gateway stops"))
     assert accepted(seen)["status"] == "accepted"
     w.kimi.wait_for_requests(before + 1, timeout=TURN)
-    runs = wait_until_sync(lambda: run_processes(w.state), 30, "the run's processes")
+    pids = wait_until_sync(lambda: run_processes(w.state), 30, "the run's processes")
     backend_pid = int(re.findall(r"kimi-acp: backend process (\d+) ready", w.gw.log())[-1])
     assert is_alive(backend_pid)
     rc = w.gw.stop(timeout=120)
     assert rc is not None
     wait_until_sync(lambda: not is_alive(backend_pid), 15, "the kimi-acp process to exit")
-    wait_until_sync(lambda: not any(is_alive(p) for p in runs), 15, "every run process to be gone")
+    wait_until_sync(lambda: not any(is_alive(p) for p in pids), 15, "every run process to be gone")
     assert run_processes(w.state) == []
     assert runs(w.state)[-1]["status"] == "ok"  # drained, not cut short
+
+
+# --------------------------------------------------------------------------- every door (per agent)
+
+
+CHILD: dict[str, str] = {}  # the /acp spawn session the next tests talk to
+
+
+def test_acp_spawn_runs_on_the_requesters_backend_and_follow_ups_continue_its_conversation(per_agent: World) -> None:
+    """/acp spawn from coder (routed to Kimi): the session's turns run on Kimi, whatever door the
+    message comes by (chat.send, sessions.send), and keep one Claude Code conversation."""
+    w = per_agent
+    kimi_before, anth_before = len(w.kimi.messages_requests()), len(w.anthropic.messages_requests())
+    reply = w.say("agent:coder:main", "/acp spawn claude --mode persistent --thread off")
+    found = re.search(r"agent:claude:acp:[0-9a-f-]{36}", reply)
+    assert found, reply
+    child = CHILD["key"] = found.group(0)
+    first = w.say(child, "remember the word pelican")
+    assert "Hello from the Kimi stub. You said: remember the word pelican" in first
+    second = w.say(child, "which word was it?", method="sessions.send")
+    assert "You said: which word was it?" in second
+    reqs = kimi_requests_clean(w.kimi, kimi_before)
+    assert len(reqs) >= 2 and "pelican" in json.dumps(reqs[-1].body["messages"])  # the same conversation
+    assert len(reqs[-1].body["messages"]) > len(reqs[0].body["messages"])
+    assert len(w.anthropic.messages_requests()) == anth_before, "a turn ran on the gateway's own Anthropic credentials"
+    mine = [r for r in runs(w.state) if r["label"] == child]
+    assert len(mine) == 2 and all(r["backend"] == "kimi" and r["requester_agent_id"] == "coder" for r in mine), mine
+    assert all("agent 'coder' default" in r["reason"] for r in mine)
+
+
+def test_acp_cwd_and_set_mode_apply_to_that_sessions_next_turn(per_agent: World, tmp_path: Path) -> None:
+    w = per_agent
+    child = CHILD["key"]
+    folder = tmp_path / "project"
+    folder.mkdir()
+    assert "cwd" in w.say("agent:coder:main", f"/acp cwd {child} {folder}").lower()
+    assert "plan" in w.say("agent:coder:main", f"/acp set-mode {child} plan")
+    w.say(child, "where are you now?")
+    run = [r for r in runs(w.state) if r["label"] == child][-1]
+    assert run["cwd"] == str(folder.resolve()) and run["status"] == "ok"
+    init = next(json.loads(line) for line in (w.state / "transcripts" / f"{run['run_id']}.jsonl").read_text().splitlines()
+                if '"subtype":"init"' in line.replace(" ", ""))
+    assert init["permissionMode"] == "plan" and init["cwd"] == str(folder.resolve())
+    assert "pelican" in json.dumps(w.kimi.messages_requests()[-1].body["messages"])  # its conversation followed it
+    bad = w.say("agent:coder:main", f"/acp permissions {child} yolo")
+    assert "unknown permission mode 'yolo'" in bad
+
+
+def test_acp_status_shows_backend_rule_requester_and_session(per_agent: World) -> None:
+    w = per_agent
+    status = w.say("agent:coder:main", f"/acp status {CHILD['key']}")
+    assert "kimi-acp: idle on kimi" in status, status
+    assert "agent 'coder' default" in status and "agent:coder:main" in status and "acp-spawn" in status
+    doctor = w.say("agent:coder:main", "/acp doctor")
+    assert "kimi-acp is ready" in doctor, doctor
+
+
+def test_a_kimi_rate_limit_before_any_output_moves_the_turn_to_the_fallback_backend(per_agent: World) -> None:
+    """acp.fallbacks: ["fallback-standin"] (a local stand-in backend): a 429 before any output
+    fails at once with words OpenClaw's failover acts on, and OpenClaw moves the turn."""
+    w = per_agent
+    before = len(w.kimi.messages_requests())
+    seen = w.turn("agent:coder:main", spawn_message(agentId="claude", task="[[stub:error:429]] busy kimi"))
+    event = w.completion(accepted(seen)["childSessionKey"])
+    assert "Answered by the fallback stand-in" in event.last_user_text(), event.last_user_text()
+    assert len(w.kimi.messages_requests()) - before <= 2  # stopped at Claude Code's first retry
+    assert runs(w.state)[-1]["status"] == "rate_limited"
+
+
+def test_a_turn_that_showed_output_is_not_moved_to_the_fallback(per_agent: World) -> None:
+    w = per_agent
+    turns_before = w.gw.log().count("fallback-standin: turn")
+    seen = w.turn("agent:coder:main", spawn_message(agentId="claude", task="[[stub:progress-then-429]] output, then busy"))
+    event = w.completion(accepted(seen)["childSessionKey"])
+    text = event.last_user_text()
+    assert "Answered by the fallback stand-in" not in text and "status: failed" in text, text
+    assert w.gw.log().count("fallback-standin: turn") == turns_before
+
+
+def test_an_in_process_restart_keeps_kimi_acp_working(per_agent: World) -> None:
+    """`openclaw gateway restart` of a foreground gateway restarts it in its own process (OpenClaw
+    2026.9.6 leaves its ACP manager "stopping" then, which kimi-acp clears); the next spawn runs
+    on Kimi and its result comes back."""
+    w = per_agent
+    pid = w.gw.proc.pid if w.gw.proc else None
+    ready_before = w.gw.log().count("[gateway] ready")
+    done = w.gw.openclaw("gateway", "restart", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_until_sync(lambda: w.gw.log().count("[gateway] ready") > ready_before, 120, "the gateway to be ready again")
+    assert w.gw.proc is not None and w.gw.proc.pid == pid and w.gw.proc.poll() is None  # the same process
+    before = len(w.kimi.messages_requests())
+    seen = w.turn("agent:coder:main", spawn_message(agentId="claude", task="after the restart: say hi"))
+    event = w.completion(accepted(seen)["childSessionKey"])
+    assert "You said: after the restart: say hi" in event.last_user_text()
+    assert kimi_requests_clean(w.kimi, before)
+    assert "kimi-acp is ready" in w.say("agent:coder:main", "/acp doctor")
 
 
 def test_a_crashed_gateway_leaves_no_process_of_any_run(per_agent: World) -> None:

@@ -231,7 +231,9 @@ class OpenClawBackend:
         else:
             self._move(session, directory)
         session.openclaw_key = key
-        session.target = agent_id or session.target
+        # the harness OpenClaw asked for (runtime.acp.agent, /acp spawn's agent), else the agent id
+        harness = meta.get("agent") if isinstance(meta.get("agent"), str) and meta.get("agent") else None
+        session.target = harness or agent_id or session.target
         self.agent.sessions[sid] = session
         mode = meta.get("mode")
         if mode in ("oneshot", "persistent"):

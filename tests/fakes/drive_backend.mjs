@@ -3,11 +3,17 @@
 // registered into a stand-in of openclaw/plugin-sdk/acp-runtime-backend (a map, as the SDK's).
 //   {"op": "start"}                                  -> {"pid"}  (service.start: the warm process)
 //   {"op": "ensure", "input": {...}}                 -> {"handle"}
-//   {"op": "turn", "handle", "text", "cancelAfterMs"?, "abortAfterMs"?} -> {"events", "result"}
+//   {"op": "turn", "handle", "text", "cancelAfterMs"?, "abortAfterMs"?, "mode"?} -> {"events", "result", "promptStarted"}
+//     with "background": true -> {"turnId"} at once; {"op": "await", "turnId"} -> the outcome
+//   {"op": "cancel", "handle"}                       -> runtime.cancel (as /acp cancel)
 //   {"op": "config", "handle", "key", "value"}       -> {} | {"error"}
 //   {"op": "status" | "close" | "fresh", ...}, {"op": "doctor"}, {"op": "caps"}
 //   {"op": "hook", "event", "ctx"}                   -> the before_tool_call answer
 //   {"op": "pid"}                                    -> the warm process's pid (null when none)
+//   {"op": "rows", "rows": {key: entry}}             -> {} (what getSessionEntry answers, as OpenClaw's session rows)
+//   {"op": "dispatch", "event", "ctx"}               -> the before_dispatch answer (an "/acp spawn" is noted)
+//   {"op": "mode", "handle", "mode"}                 -> setMode: {} | {"error"}
+//   {"op": "gateway"}                                -> {patches, events}: patchSessionEntry and enqueueSystemEvent calls
 //   {"op": "stop"}                                   -> service.stop, then exit
 import { createInterface } from "node:readline";
 
@@ -15,10 +21,26 @@ const [, , indexUrl] = process.argv;
 const ext = await import(indexUrl);
 const backends = new Map();
 const logs = [];
+const rows = new Map(); // stand-in for OpenClaw's session rows
+const patches = [];
+const systemEvents = [];
 const api = {
   registrationMode: "full",
   logger: { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`), error: (m) => logs.push(`ERROR ${m}`), debug() {} },
-  runtime: { agent: { session: { getSessionEntry: () => undefined } } },
+  runtime: {
+    agent: {
+      session: {
+        getSessionEntry: async ({ sessionKey }) => rows.get(sessionKey),
+        patchSessionEntry: async ({ agentId, sessionKey, update }) => {
+          const entry = { ...(rows.get(sessionKey) ?? {}), ...(await update(rows.get(sessionKey) ?? {}, {})) };
+          rows.set(sessionKey, entry);
+          patches.push({ agentId, sessionKey, entry });
+          return entry;
+        },
+      },
+    },
+    system: { enqueueSystemEvent: (text, opts) => (systemEvents.push({ text, ...opts }), true) },
+  },
   hooks: [],
   services: [],
   on(name, handler, opts) { this.hooks.push({ name, handler, opts }); },
@@ -39,6 +61,23 @@ const service = ext.createService(api, {
 const state = () => globalThis[Symbol.for("kimi-acp.openclaw-extension")];
 const rt = () => backends.get("kimi-acp").runtime;
 const send = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+const background = new Map(); // turnId -> the turn's outcome (a {"background": true} turn answers at once)
+
+async function runTurn(cmd) {
+  const controller = new AbortController();
+  const turn = rt().startTurn({ handle: cmd.handle, text: cmd.text, mode: cmd.mode ?? "prompt", requestId: `req-${Date.now()}`, signal: controller.signal });
+  let promptStarted = false;
+  turn.promptStarted.then(() => {
+    promptStarted = true;
+  });
+  if (cmd.cancelAfterMs !== undefined) setTimeout(() => rt().cancel({ handle: cmd.handle, reason: "test" }), cmd.cancelAfterMs);
+  if (cmd.abortAfterMs !== undefined) setTimeout(() => controller.abort(), cmd.abortAfterMs);
+  const events = [];
+  for await (const e of turn.events) events.push(e);
+  const result = await turn.result;
+  await new Promise((r) => setTimeout(r, 10)); // a started promise has settled by now
+  return { events, result, promptStarted };
+}
 
 for await (const line of createInterface({ input: process.stdin })) {
   const cmd = JSON.parse(line);
@@ -64,15 +103,39 @@ for await (const line of createInterface({ input: process.stdin })) {
         send({});
         break;
       case "turn": {
-        const controller = new AbortController();
-        const turn = rt().startTurn({ handle: cmd.handle, text: cmd.text, mode: "prompt", requestId: `req-${Date.now()}`, signal: controller.signal });
-        if (cmd.cancelAfterMs !== undefined) setTimeout(() => rt().cancel({ handle: cmd.handle, reason: "test" }), cmd.cancelAfterMs);
-        if (cmd.abortAfterMs !== undefined) setTimeout(() => controller.abort(), cmd.abortAfterMs);
-        const events = [];
-        for await (const e of turn.events) events.push(e);
-        send({ events, result: await turn.result });
+        const run = runTurn(cmd);
+        if (cmd.background) {
+          const id = `t${background.size + 1}`;
+          background.set(id, run);
+          send({ turnId: id });
+        } else {
+          send(await run);
+        }
         break;
       }
+      case "await":
+        send(await background.get(cmd.turnId));
+        break;
+      case "cancel":
+        await rt().cancel({ handle: cmd.handle, reason: cmd.reason ?? "test" });
+        send({});
+        break;
+      case "rows":
+        for (const [k, v] of Object.entries(cmd.rows)) rows.set(k, v);
+        send({});
+        break;
+      case "dispatch": {
+        const hook = api.hooks.find((h) => h.name === "before_dispatch");
+        send({ answer: (await hook.handler(cmd.event, cmd.ctx ?? {})) ?? null });
+        break;
+      }
+      case "mode":
+        await rt().setMode({ handle: cmd.handle, mode: cmd.mode });
+        send({});
+        break;
+      case "gateway":
+        send({ patches, events: systemEvents });
+        break;
       case "status":
         send(await rt().getStatus({ handle: cmd.handle }));
         break;
@@ -91,7 +154,7 @@ for await (const line of createInterface({ input: process.stdin })) {
         send({});
         break;
       case "hook": {
-        const [hook] = api.hooks;
+        const hook = api.hooks.find((h) => h.name === "before_tool_call");
         send({ answer: (await hook.handler(cmd.event, cmd.ctx)) ?? null });
         break;
       }

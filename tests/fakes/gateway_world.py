@@ -65,10 +65,55 @@ def kimi_requests_clean(kimi: StubServer, start: int) -> list[Any]:
     return reqs
 
 
+ADMIN = Path(__file__).with_name("gateway_admin.mjs")
+
+
+def message_text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and isinstance(b.get("text"), str))
+    return ""
+
+
 class World:
     def __init__(self, gw: Gateway, model: AgentModel, kimi: StubServer, anthropic: StubServer) -> None:
         self.gw, self.model, self.kimi, self.anthropic = gw, model, kimi, anthropic
         self.state = Path(gw.env["KIMI_ACP_STATE_DIR"])
+
+    def admin(self, method: str, params: dict[str, Any], timeout: float = 60) -> Any:
+        """A gateway call with operator.admin, through OpenClaw's own client (tests/fakes/gateway_admin.mjs)."""
+        import subprocess
+
+        from kimi_acp.stub.openclaw_gateway import node_bin_dir, openclaw_prefix
+
+        pkg = openclaw_prefix() / "oc" / "node_modules" / "openclaw"
+        done = subprocess.run([str(node_bin_dir() / "node"), str(ADMIN), str(pkg), method, json.dumps(params), str(int(timeout * 1000))],
+                              env=self.gw.env, capture_output=True, text=True, timeout=timeout + 30)
+        assert done.returncode == 0, f"{method} failed: {done.stderr[-2000:]}"
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def history(self, session_key: str) -> list[dict[str, Any]]:
+        return list((self.admin("chat.history", {"sessionKey": session_key, "limit": 100}) or {}).get("messages") or [])
+
+    def say(self, session_key: str, message: str, *, timeout: float = TURN, method: str = "chat.send") -> str:
+        """A chat message into a session (a command like ``/acp status``, or words for its agent),
+        as a user with the operator.admin scope sends it; returns the reply that follows it."""
+        import time
+        import uuid
+
+        before = len(self.history(session_key))
+        key = "key" if method == "sessions.send" else "sessionKey"
+        self.admin(method, {key: session_key, "message": message, "idempotencyKey": str(uuid.uuid4())})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            messages = self.history(session_key)
+            replies = [m for m in messages[before:] if m.get("role") == "assistant" and message_text(m).strip()]
+            if replies:
+                return message_text(replies[-1])
+            time.sleep(0.5)
+        raise AssertionError(f"no reply to {message!r} in {session_key} after {timeout} s; log: {self.gw.log_tail(3000)}")
 
     def turn(self, session_key: str, message: str) -> Seen:
         """One parent turn that should call sessions_spawn; returns the request holding its result."""
@@ -80,7 +125,24 @@ class World:
         return self.model.wait_for(lambda s: COMPLETION in s.last_user_text() and child_key in s.last_user_text(), timeout, f"the completion event of {child_key}")
 
 
-def make_world(tmp: Path, install_args: list[str], claude: str) -> Iterator[World]:
+FALLBACK_STANDIN = Path(__file__).with_name("fallback_backend")
+
+
+def with_fallback(cfg: dict[str, Any]) -> None:
+    """A second ACP backend for OpenClaw's acp.fallbacks: the local stand-in plugin
+    (tests/fakes/fallback_backend, standing in for acpx or another harness backend), loaded the
+    way a path-loaded plugin is; kimi-acp's backends give up after one API retry, so a
+    failure after output comes quickly."""
+    plugins = cfg.setdefault("plugins", {})
+    plugins.setdefault("load", {}).setdefault("paths", []).append(str(FALLBACK_STANDIN))
+    plugins.setdefault("entries", {})["fallback-standin"] = {"enabled": True}
+    cfg.setdefault("acp", {})["fallbacks"] = ["fallback-standin"]
+    section = plugins["entries"]["kimi-acp"]["config"]
+    for backend in section["backends"].values():
+        backend.setdefault("env", {})["CLAUDE_CODE_MAX_RETRIES"] = "1"
+
+
+def make_world(tmp: Path, install_args: list[str], claude: str, configure: Any = None) -> Iterator[World]:
     assert openclaw_bin().exists(), "OpenClaw is not installed: run ./scripts/test (it installs it into .tools/openclaw)"
     with StubServer(key=TEST_KEY) as kimi, StubServer(key=None) as anthropic, AgentModel() as model:
         env = {
@@ -104,6 +166,8 @@ def make_world(tmp: Path, install_args: list[str], claude: str) -> Iterator[Worl
             section = cfg["plugins"]["entries"]["kimi-acp"].setdefault("config", {})
             section["backends"] = {"kimi": {"baseUrl": kimi.base_url}, "kimi-code": {"baseUrl": kimi.base_url}}
             section["limits"] = {"graceSeconds": 2}
+            if configure is not None:
+                configure(cfg)
             gw.config.write_text(json.dumps(cfg, indent=2))
             gw.start(timeout=180)
             assert 'ACP runtime backend "kimi-acp" registered' in gw.log()

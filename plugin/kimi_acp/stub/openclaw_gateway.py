@@ -86,6 +86,8 @@ class Gateway:
         data: dict[str, Any] = {
             "gateway": {"mode": "local", "bind": "loopback", "port": self.port, "auth": {"mode": "token", "token": self.token}},
             "models": {
+                # A gateway here reaches nothing but loopback: no hosted model catalog at start.
+                "catalogRefresh": {"enabled": False},
                 "providers": {
                     "fake": {
                         "baseUrl": self.model_url,

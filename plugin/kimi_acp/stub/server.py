@@ -20,7 +20,9 @@ Scenarios (server default, or ``[[stub:NAME]]`` in the latest user text of a req
 (429 with ``retry-after: 1`` for the next n requests that carry it, then ``text``: Claude Code's
 API retries, seen from its side), ``leak`` (a model that repeats the API key it was called with,
 as one that ran ``env`` would: in a thinking block, in a Bash ``echo`` tool call, and in its
-final text; for the tests that check every channel masks it).
+final text; for the tests that check every channel masks it), ``progress-then-hang`` (some
+text and a Bash ``echo`` call, then the next request hangs: a run with output to cancel),
+``progress-then-429`` (the same, then 429s: a run that fails after it has shown output).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ MODEL = "kimi-for-coding"
 
 AGENT_PREFIXES = ("claude-cli/", "claude-code/", "Kilo-Code/")
 
-SCENARIOS = ("text", "tool_use", "leak", "error:<status>", "hang", "stall", "slow:<seconds>", "busy:<n>")
+SCENARIOS = ("text", "tool_use", "leak", "progress-then-hang", "progress-then-429", "error:<status>", "hang", "stall", "slow:<seconds>", "busy:<n>")
 
 TOOL_NAME = "Bash"
 TOOL_INPUT = {"command": "echo stub-tool-ok", "description": "Print a marker"}
@@ -94,7 +96,7 @@ def error_for_status(status: int) -> dict[str, Any]:
 def parse_scenario(scenario: str) -> tuple[str, float | int | None]:
     """Validate a scenario name; returns (kind, argument). Raises ValueError when unknown."""
     s = scenario.strip()
-    if s in ("text", "tool_use", "leak", "hang", "stall"):
+    if s in ("text", "tool_use", "leak", "progress-then-hang", "progress-then-429", "hang", "stall"):
         return s, None
     kind, _, arg = s.partition(":")
     if kind == "error" and arg:
@@ -463,11 +465,20 @@ class _Handler(BaseHTTPRequestHandler):
 
         msg_id = self.stub._next_id("msg_stub_")
         input_tokens = _estimate_tokens(rec.raw_body)
-        if kind in ("tool_use", "leak"):
+        if kind in ("tool_use", "leak", "progress-then-hang", "progress-then-429"):
             result = conv.pending_tool_result()
+            if result is not None and kind == "progress-then-hang":
+                self.close_connection = True
+                self._hold()
+                return
+            if result is not None and kind == "progress-then-429":
+                self._send_json(429, error_for_status(429), {"retry-after": "1"})
+                return
             if result is None:
                 blocks: list[dict[str, Any]] = []
                 tool_input = dict(TOOL_INPUT)
+                if kind.startswith("progress-then-"):
+                    blocks.append({"type": "text", "text": "Progress so far: the first step is done."})
                 if kind == "leak":
                     key = rec.headers.get("x-api-key") or rec.headers.get("authorization", "").removeprefix("Bearer ")
                     blocks.append({"type": "thinking", "thinking": f"My API key is {key}.", "signature": "stub-signature"})
