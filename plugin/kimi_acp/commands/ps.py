@@ -101,9 +101,12 @@ def run(args: Any) -> int:
             print("no runs match" if (args.status or args.agent) else "no active runs" + ("" if args.all else " (--all shows finished ones)"))
             return 0
         now = time.time()
-        fixed = 8 + 2 + 12 + 1 + 10 + 1 + 11 + 1 + 5 + 2 + 7 + 2 + 8 + 2 + 10 + 1
+        # COST only when a listed run has a price (a K3 run; a run on Anthropic): the task keeps its room otherwise
+        priced = any(r.cost_usd is not None and r.cost_source for r in runs)
+        fixed = 8 + 2 + 12 + 1 + 10 + 1 + 11 + 1 + 5 + 2 + 7 + 2 + (8 + 2 if priced else 0) + 10 + 1
         width = max(20, _width() - fixed)
-        print(f"{'RUN':8}  {'STATUS':12} {'AGENT':10} {'BACKEND':11} {'AGE':>5}  {'PID':>7}  {'COST':>8}  {'DELIVERY':10} TASK")
+        cost_head = f"{'COST':>8}  " if priced else ""
+        print(f"{'RUN':8}  {'STATUS':12} {'AGENT':10} {'BACKEND':11} {'AGE':>5}  {'PID':>7}  {cost_head}{'DELIVERY':10} TASK")
         for r in runs:
             status = shown_status(r)
             pid = str(r.pid) if r.status in ("queued", "running") and r.pid else "-"
@@ -111,9 +114,9 @@ def run(args: Any) -> int:
             task = r.label or r.task or ""
             if status in ("refused", "error", "lost") and r.error:
                 task = f"{task} — {r.error}"
-            cost = _cost(r)
+            cost = f"{_cost(r):>8}  " if priced else ""
             print(f"{r.run_id[:8]}  {status:12} {cut(r.requester_agent_id or '-', 10):10} {cut(r.backend or '-', 11):11} "
-                  f"{_age(now - (r.created_at or now)):>5}  {pid:>7}  {cost:>8}  {delivery:10} {cut(task, width)}")
+                  f"{_age(now - (r.created_at or now)):>5}  {pid:>7}  {cost}{delivery:10} {cut(task, width)}")
         return 0
     finally:
         store.close()
