@@ -1060,7 +1060,8 @@ def run(args: Any) -> int:
     print("next steps:")
     print("  1. export KIMI_API_KEY=<your Kimi key> where the OpenClaw gateway runs (or put it in ~/.openclaw/.env)")
     print("  2. restart the gateway: openclaw gateway restart")
-    print('     (its log then says: kimi-acp: ACP runtime backend "kimi-acp" registered)')
+    print('     (its log then says: kimi-acp: ACP runtime backend "kimi-acp" registered; an online gateway also')
+    print("     installs OpenClaw's own Kimi plugin, @openclaw/kimi-provider, once; kimi-acp doctor says if it will)")
     agents = " ".join(f"--agent {a}" for a in (args.agent or []))
     print(f"  3. check: kimi-acp doctor {agents}".rstrip())
     return 0
