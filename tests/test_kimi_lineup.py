@@ -58,6 +58,7 @@ def env_of(cfg, ref: str) -> dict[str, str]:
         ("kimi-code/k2p5", "kimi-for-coding", "262144", "32768"),
         ("Kimi K3", "k3", "262144", "128000"),  # the model's name is an alias
         ("k3", "k3", "262144", "128000"),  # a bare model id
+        ("k2p5", "kimi-for-coding", "262144", "32768"),  # a bare legacy id
         ("kimi", "kimi-for-coding", "262144", "32768"),  # the backend: its default model
     ],
 )
@@ -157,6 +158,8 @@ def test_unknown_ref_lists_the_lineup_before_legacy_ids(load):
 def test_resolve_ref_keeps_two_values_for_callers(load):
     backend, model = resolve_ref(load(), "kimi/k3[1m]")
     assert isinstance(backend, Backend) and model == "k3"
+    backend, model = resolve_ref(load(), "k3[1m]")  # a bare 1M ref too
+    assert model == "k3" and backend.model_info("k3").context_window == 1_048_576
 
 
 # --------------------------------------------------------------------------- thinking -> effort

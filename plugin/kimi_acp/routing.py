@@ -110,8 +110,9 @@ def resolve_ref(cfg: Config, ref: str, *, _depth: int = 0) -> tuple[Backend, str
     b = _provider(cfg, ref)
     if b is not None:
         return _on(b, None)
+    bare = ref[: -len(ONE_M_SUFFIX)] if ref.lower().endswith(ONE_M_SUFFIX) else ref
     for b in cfg.backends.values():
-        if ref == b.model or any(ref == m.id for m in b.models):
+        if bare == b.model or any(bare == m.id for m in b.models) or bare.lower() in (a.lower() for a in b.model_aliases):
             return _on(b, ref)
     return None
 
