@@ -320,7 +320,7 @@ async def test_model_choice_switches_the_backend(rig: Rig) -> None:
         assert "unknown model 'nope/nothing'" in json.dumps(bad.value.data)
 
     posts = rig.stub.messages_requests()
-    assert posts[0].route == "/coding/v1/messages" and posts[0].body["model"] == "kimi-k2.5"
+    assert posts[0].route == "/coding/v1/messages" and posts[0].body["model"] == "kimi-for-coding"
     assert posts[-1].route == "/alt/v1/messages" and posts[-1].body["model"] == "alt-model"
     runs = rig.runs()
     assert [r["backend"] for r in runs] == ["kimi", "alt"]

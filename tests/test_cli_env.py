@@ -55,7 +55,7 @@ def run_json(capsys, *argv: str) -> dict:
 
 def check_coder_output(out: dict, *, revealed: bool) -> None:
     assert out["backend"] == "kimi"
-    assert out["model"] == "kimi-k2.5"
+    assert out["model"] == "kimi-for-coding"
     assert out["rule"] == "agent"
     assert "agents.coder" in out["reason"]
     s = out["set"]
@@ -64,7 +64,7 @@ def check_coder_output(out: dict, *, revealed: bool) -> None:
     assert "ANTHROPIC_AUTH_TOKEN" not in s
     for tier in ("ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL",
                  "ANTHROPIC_DEFAULT_HAIKU_MODEL", "ANTHROPIC_SMALL_FAST_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL"):
-        assert s[tier] == "kimi-k2.5", tier
+        assert s[tier] == "kimi-for-coding", tier
     assert s["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "262144"
     assert int(s["API_TIMEOUT_MS"]) >= 120_000
     assert s["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
@@ -100,7 +100,7 @@ def test_env_reveal_shows_the_key(cfg_file, parent_env, capsys):
 def test_env_text_output_is_masked(cfg_file, parent_env, capsys):
     assert main(["env", "--agent", "coder"]) == 0
     text = capsys.readouterr().out
-    assert "backend: kimi (model kimi-k2.5)" in text
+    assert "backend: kimi (model kimi-for-coding)" in text
     assert "agents.coder" in text
     assert f"ANTHROPIC_API_KEY={MASKED}" in text
     assert KEY not in text
@@ -142,7 +142,7 @@ def test_missing_key_exits_3_and_names_the_variable(cfg_file, capsys):
     <not set>, then the error and its hint; exit 3."""
     assert main(["env", "--agent", "coder"]) == 3
     captured = capsys.readouterr()
-    assert "backend: kimi (model kimi-k2.5)" in captured.out and "ANTHROPIC_API_KEY=<not set>" in captured.out
+    assert "backend: kimi (model kimi-for-coding)" in captured.out and "ANTHROPIC_API_KEY=<not set>" in captured.out
     assert "kimi-acp env: error: no API key for backend 'kimi'" in captured.err
     assert "hint: export KIMI_API_KEY=" in captured.err
 

@@ -147,6 +147,25 @@ def test_show_one_run(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert err["code"] == "unknown_run" and "kimi-acp ps --all" in err["hint"]
 
 
+def test_ps_and_show_the_cost_and_who_priced_it(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    usage = {"input_tokens": 100_000, "output_tokens": 20_000, "cache_read_input_tokens": 400_000, "cache_creation_input_tokens": 0}
+    with Store() as store:
+        make_run(store, "ffff6666-k3", "ok", model="k3", usage=usage, cost_usd=0.72, cost_source="kimi-acp")
+        make_run(store, "gggg7777-quota", "ok", model="kimi-for-coding", usage=usage)
+        make_run(store, "hhhh8888-older", "ok", model="kimi-k2.5", usage=usage, cost_usd=4.2)  # Claude Code's figure, unpriced
+    rows = {r["runId"]: r for r in json.loads(out_of(capsys, ["ps", "--all", "--json"]))}
+    assert (rows["ffff6666-k3"]["costUsd"], rows["ffff6666-k3"]["costSource"]) == (0.72, "kimi-acp")
+    assert rows["gggg7777-quota"]["costUsd"] is None and rows["hhhh8888-older"]["costUsd"] is None
+    table = out_of(capsys, ["ps", "--all"])
+    assert "COST" in table.splitlines()[0]
+    assert " $0.7200 " in next(x for x in table.splitlines() if x.startswith("ffff6666"))
+    assert " $4.2000 " not in table
+    text = out_of(capsys, ["show", "ffff6666"])
+    assert "cost:       $0.7200 (priced by kimi-acp from the model's cost per million tokens)" in text
+    assert "usage:      100000 in, 400000 cached in, 0 cache-write in, 20000 out (tokens)" in text
+    assert "cost:       n/a (no per-token price" in out_of(capsys, ["show", "gggg7777"])
+
+
 def test_ps_does_not_import_the_spawner(clean_env: Path) -> None:
     code = ("import sys; from kimi_acp.cli import main; rc = main(['ps', '--all']); "
             "print(sorted(m for m in ('kimi_acp.spawn', 'kimi_acp.supervisor', 'anyio', 'pydantic') if m in sys.modules))")

@@ -64,8 +64,9 @@ def test_realistic_json5_file_loads(cfg_file, presets):
     kimi = cfg.backends["kimi"]
     assert kimi.base_url == "https://api.kimi.com/coding"
     assert kimi.resolve_key({}) == KEY  # ${KIMI_API_KEY} substituted at load
-    assert kimi.model == "kimi-k2.5"
+    assert kimi.model == "kimi-for-coding"  # the preset's default: the file's rows update models, not the default
     assert kimi.context_window == 262144
+    assert kimi.model_info("kimi-k2.5").max_tokens == 32768 and kimi.model_info("k3") is not None  # merged by id
     assert kimi.quirks == {"ENABLE_TOOL_SEARCH": "false"}  # kept from the preset
     assert any("models.providers.kimi" in s for s in kimi.sources)
     # openai-completions is not Anthropic-compatible: not a backend
@@ -419,7 +420,7 @@ def test_seed_providers_shape(cfg_file, presets):
     assert set(cfg.backends) == {"anthropic", "kimi", "corp"}
     assert cfg.backends["kimi"].base_url == "http://127.0.0.1:5/coding"
     assert cfg.backends["kimi"].resolve_key({}) == KEY
-    assert cfg.backends["kimi"].model == "kimi-k2.5"  # preset fields kept
+    assert cfg.backends["kimi"].model == "kimi-for-coding"  # preset fields kept
     assert any("providers[0]" in s for s in cfg.backends["kimi"].sources)
     assert cfg.backends["corp"].key_variables() == ["CORP_KEY"]
     assert cfg.aliases["k25"] == "kimi/kimi-k2.5"

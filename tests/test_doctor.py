@@ -52,7 +52,7 @@ def test_probe_ok_with_sse():
     )
     assert check.ok, check
     assert check.name == "probe"
-    assert "200" in check.detail and "kimi-k2.5" in check.detail
+    assert "200" in check.detail and "kimi-for-coding" in check.detail
     assert len(seen) == 1
 
 
@@ -68,7 +68,7 @@ def test_probe_request_looks_like_claude_code():
     assert "authorization" not in req.headers
     body = json.loads(req.content)
     assert body["stream"] is True
-    assert body["model"] == "kimi-k2.5"
+    assert body["model"] == "kimi-for-coding"
     assert body["max_tokens"] <= 64
 
 

@@ -80,14 +80,15 @@ def test_kimi_backend_variables():
     assert child.set == {
         "ANTHROPIC_BASE_URL": "https://api.kimi.com/coding",
         "ANTHROPIC_API_KEY": KEY,
-        "ANTHROPIC_MODEL": "kimi-k2.5",
-        "ANTHROPIC_DEFAULT_OPUS_MODEL": "kimi-k2.5",
-        "ANTHROPIC_DEFAULT_SONNET_MODEL": "kimi-k2.5",
-        "ANTHROPIC_DEFAULT_HAIKU_MODEL": "kimi-k2.5",
-        "ANTHROPIC_SMALL_FAST_MODEL": "kimi-k2.5",
-        "CLAUDE_CODE_SUBAGENT_MODEL": "kimi-k2.5",
+        "ANTHROPIC_MODEL": "kimi-for-coding",
+        "ANTHROPIC_DEFAULT_OPUS_MODEL": "kimi-for-coding",
+        "ANTHROPIC_DEFAULT_SONNET_MODEL": "kimi-for-coding",
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": "kimi-for-coding",
+        "ANTHROPIC_SMALL_FAST_MODEL": "kimi-for-coding",
+        "CLAUDE_CODE_SUBAGENT_MODEL": "kimi-for-coding",
         "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "262144",
         "CLAUDE_CODE_AUTO_COMPACT_WINDOW": "262144",
+        "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "32768",
         "API_TIMEOUT_MS": "600000",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "ENABLE_TOOL_SEARCH": "false",
@@ -127,9 +128,13 @@ def test_context_window_comes_from_the_model_first():
     assert "CLAUDE_CODE_MAX_CONTEXT_TOKENS" not in backend_variables(Backend(name="y", base_url="http://h"), "k")
 
 
-def test_max_output_tokens_only_when_configured():
-    assert "CLAUDE_CODE_MAX_OUTPUT_TOKENS" not in backend_variables(KIMI, KEY)
-    assert backend_variables(KIMI.merged(max_tokens=8192), KEY)["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "8192"
+def test_max_output_tokens_follow_the_model_up_to_claude_codes_cap():
+    assert backend_variables(KIMI, KEY)["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "32768"  # kimi-for-coding
+    assert backend_variables(KIMI, KEY, "k3")["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "128000"  # 131,072, clamped as Claude Code does
+    # a model with no known limit: the backend's configured maxTokens, else nothing (Claude Code's own 32000)
+    assert "CLAUDE_CODE_MAX_OUTPUT_TOKENS" not in backend_variables(KIMI, KEY, "kimi-k2-thinking")
+    assert backend_variables(KIMI.merged(max_tokens=8192), KEY, "kimi-k2-thinking")["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "8192"
+    assert "CLAUDE_CODE_MAX_OUTPUT_TOKENS" not in backend_variables(Backend(name="y", base_url="http://h", model="m"), "k")
 
 
 @pytest.mark.parametrize(("timeout_ms", "expected"), [(None, "120000"), (5_000, "120000"), (120_000, "120000"), (900_000, "900000")])
@@ -162,7 +167,7 @@ def test_request_env_is_applied_after_the_backend():
     assert child.env["ANTHROPIC_MODEL"] == "kimi-k2-thinking"
     assert child.set["ANTHROPIC_MODEL"] == "kimi-k2-thinking"
     assert child.env["FOO"] == "bar"
-    assert child.env["ANTHROPIC_DEFAULT_OPUS_MODEL"] == "kimi-k2.5"
+    assert child.env["ANTHROPIC_DEFAULT_OPUS_MODEL"] == "kimi-for-coding"
 
 
 def test_plugin_env_is_applied_after_the_request_env_in_order():
@@ -303,21 +308,23 @@ def test_secret_names_and_values_are_scrubbed_by_build_child_env():
 # --------------------------------------------------------------------------- the Kimi profile
 
 
-@pytest.mark.parametrize("model", ["kimi-k2.5", "kimi-k2.6", "kimi-k2.7-code"])
+@pytest.mark.parametrize("model", ["kimi-for-coding", "kimi-for-coding-highspeed", "k3", "k3-256k", "kimi-k2.5", "kimi-k2.6"])
 def test_the_kimi_models_get_the_context_window_and_the_compact_window(model):
     v = backend_variables(KIMI, KEY, model)
     assert v["ANTHROPIC_MODEL"] == model and v["CLAUDE_CODE_SUBAGENT_MODEL"] == model
-    assert v["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "262144"
+    assert v["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "262144"  # k3 too: 1M only when the user says the plan has it
     assert v["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == "262144"
 
 
-def test_kimi_k25_stays_the_default_and_the_newer_models_are_known():
-    assert KIMI.model == "kimi-k2.5"
-    assert [m.id for m in KIMI.models] == ["kimi-k2.5", "kimi-k2.6", "kimi-k2.7-code"]
+def test_kimi_for_coding_is_the_default_and_todays_lineup_is_known():
+    assert KIMI.model == "kimi-for-coding"
+    assert [m.id for m in KIMI.models if not m.legacy] == ["kimi-for-coding", "kimi-for-coding-highspeed", "k3", "k3-256k"]
+    assert [m.id for m in KIMI.models if m.legacy] == ["kimi-k2.5", "kimi-k2.6"]
+    assert "kimi-k2.7-code" not in {m.id for m in KIMI.models}  # Moonshot's
     assert KIMI.base_url == "https://api.kimi.com/coding"
 
 
-@pytest.mark.parametrize("model", ["kimi-k2.6", "kimi-k2.7-code"])
+@pytest.mark.parametrize("model", ["kimi-k2.6", "k3"])
 def test_a_newer_kimi_model_as_the_backend_model_by_config(clean_env, model):
     from kimi_acp.config import load_config
     from kimi_acp.plugins import build_plugin_manager, registered_backends

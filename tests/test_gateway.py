@@ -55,7 +55,8 @@ def test_the_gateway_loads_the_extension_and_registers_the_backend(per_agent: Wo
     log = per_agent.gw.log()
     assert "kimi-acp" in re.search(r"http server listening \(\d+ plugins: ([^;)]*)", log).group(1)
     assert re.search(r"kimi-acp: backend process \d+ ready", log)
-    # nothing in what install wrote makes the gateway look for plugins on npm or ClawHub
+    # nothing makes the gateway look for plugins on npm or ClawHub: OpenClaw's own Kimi and Moonshot
+    # plugins are there (local stand-ins, as an online gateway has the real ones), none is turned off
     for needle in ("@openclaw/kimi-provider", "@openclaw/moonshot-provider", "@openclaw/acpx"):
         assert needle not in log.lower(), needle
 
@@ -75,7 +76,7 @@ def test_coder_spawn_runs_on_kimi_and_its_result_reaches_the_parent(per_agent: W
     # kimi-acp wrote the run's tokens on the child's row: OpenClaw's Stats line shows them
     assert "tokens unknown" not in text and re.search(r"tokens [\d.]+k? \(in [\d.]+k? / out \d+\)", text), text
     reqs = kimi_requests_clean(w.kimi, before)
-    assert reqs and all(r.body["model"] == "kimi-k2.5" for r in reqs)
+    assert reqs and all(r.body["model"] == "kimi-for-coding" for r in reqs)
     run = runs(w.state)[-1]
     assert run["backend"] == "kimi" and run["status"] == "ok"
 
@@ -96,14 +97,17 @@ def test_another_agent_passes_through_on_the_gateways_own_credentials(per_agent:
 def test_model_for_a_session_routes_that_sessions_spawns(per_agent: World) -> None:
     w = per_agent
     key = "agent:main:chose-kimi"
-    # /model kimi-code/kimi-k2.5 in that chat (what the command calls: sessions.patch)
-    w.gw.call("sessions.patch", {"key": key, "model": "kimi-code/kimi-k2.5"})
+    # the seed's /model kimi/kimi-k2.5 in that chat (what the command calls: sessions.patch): the
+    # session's own chat keeps working on it, and its spawns run on Kimi with that legacy id
+    w.gw.call("sessions.patch", {"key": key, "model": "kimi/kimi-k2.5"})
     before = len(w.kimi.messages_requests())
     seen = w.turn(key, spawn_message(task="session task: say hi"))
     w.completion(accepted(seen)["childSessionKey"])
-    assert kimi_requests_clean(w.kimi, before), "the session's /model choice did not route its spawn to Kimi"
+    reqs = kimi_requests_clean(w.kimi, before)
+    assert reqs, "the session's /model choice did not route its spawn to Kimi"
+    assert {r.body["model"] for r in reqs} == {"kimi-k2.5"}
     run = runs(w.state)[-1]
-    assert run["backend"] == "kimi-code", run
+    assert (run["backend"], run["model"]) == ("kimi", "kimi-k2.5"), run
 
 
 def test_cancel_of_a_running_spawn_kills_its_process_group_and_tells_the_parent(per_agent: World) -> None:
@@ -262,13 +266,13 @@ def test_a_crashed_gateway_leaves_no_process_of_any_run(per_agent: World) -> Non
     seen = w.turn("agent:coder:main", spawn_message(agentId="claude", task="busy when the gateway dies"))
     assert accepted(seen)["status"] == "accepted"
     w.kimi.wait_for_requests(before + 1, timeout=TURN)
-    runs = wait_until_sync(lambda: run_processes(w.state), 30, "the run's processes")
+    pids = wait_until_sync(lambda: run_processes(w.state), 30, "the run's processes")
     backend_pid = int(re.findall(r"kimi-acp: backend process (\d+) ready", w.gw.log())[-1])
     assert w.gw.proc is not None
     os.kill(w.gw.proc.pid, signal.SIGKILL)
     w.gw.proc.wait(30)
     wait_until_sync(lambda: not is_alive(backend_pid), 30, "the kimi-acp process to exit")
-    wait_until_sync(lambda: not any(is_alive(p) for p in runs), 15, "every run process to be gone")
+    wait_until_sync(lambda: not any(is_alive(p) for p in pids), 15, "every run process to be gone")
     assert run_processes(w.state) == []
     assert runs(w.state)[-1]["status"] in ("cancelled", "lost")
 
@@ -284,7 +288,7 @@ def test_the_demo_runs_the_main_job(claude_bin: str) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert 'ACP runtime backend "kimi-acp" registered' in out
-    assert "claude -> kimi-acp on kimi/kimi-k2.5" in out
+    assert "claude -> kimi-acp on kimi/kimi-for-coding" in out
     event = out.split("received,", 1)[1]
     assert "   | [Internal task completion event]" in event and "   | status: completed" in event
     assert "Tool said: stub-tool-ok" in event

@@ -99,20 +99,26 @@ def test_install_global_keeps_comments_and_adds_everything(cfg_path: Path, ext_d
     for c in COMMENTS:
         assert c in text
     d = data(cfg_path)  # still JSON5
-    assert d["models"]["providers"]["kimi-code"] == {
-        "baseUrl": "https://api.kimi.com/coding",
-        "apiKey": "${KIMI_API_KEY}",
-        "api": "anthropic-messages",
-        "models": [{"id": "kimi-k2.5", "name": "Kimi K2.5", "contextWindow": 262144, "maxTokens": 32768}],
-    }
+    # the Kimi provider in OpenClaw's schema, under the seed's (and OpenClaw's) id
+    kimi = d["models"]["providers"]["kimi"]
+    assert (kimi["baseUrl"], kimi["apiKey"], kimi["api"]) == ("https://api.kimi.com/coding", "${KIMI_API_KEY}", "anthropic-messages")
+    rows = {m["id"]: m for m in kimi["models"]}
+    assert list(rows) == ["kimi-for-coding", "kimi-for-coding-highspeed", "k3", "k3-256k"]
+    assert (rows["k3"]["contextWindow"], rows["k3"]["maxTokens"]) == (262144, 131072)
+    assert rows["k3"]["cost"] == {"input": 3, "output": 15, "cacheRead": 0.3, "cacheWrite": 0}
+    assert "cost" not in rows["kimi-for-coding"]  # the plan's quota: no per-token price
     assert d["models"]["providers"]["openai"]["models"] == [{"id": "gpt-5", "name": "GPT-5"}]
-    assert d["agents"]["defaults"] == {"model": "openai/gpt-5", "models": {"kimi-code/kimi-k2.5": {"alias": "Kimi K2.5"}}}
+    # current aliases, and modelPolicy: {} so that they do not become a /model allowlist of two
+    assert d["agents"]["defaults"] == {
+        "model": "openai/gpt-5", "modelPolicy": {},
+        "models": {"kimi/kimi-for-coding": {"alias": "Kimi"}, "kimi/k3": {"alias": "Kimi K3"}},
+    }
+    assert "/model still allows any model" in out
     # the ACP target agent, served by kimi-acp's runtime backend; the implicit main agent kept
     assert d["agents"]["entries"] == {"main": {}, "kimi-acp": {"runtime": {"type": "acp", "acp": {"agent": "kimi-acp", "backend": "kimi-acp"}}}}
     assert d["agents"]["ownership"] == "explicit"
-    # KIMI_API_KEY in the gateway env would make it install OpenClaw's own Kimi/Moonshot plugins
-    assert d["plugins"]["entries"]["kimi"] == {"enabled": False}
-    assert d["plugins"]["entries"]["moonshot"] == {"enabled": False}
+    # OpenClaw's own Kimi and Moonshot plugins are not touched
+    assert "kimi" not in d["plugins"]["entries"] and "moonshot" not in d["plugins"]["entries"]
     acpx = d["plugins"]["entries"]["acpx"]
     assert acpx["enabled"] is True and acpx["config"]["permissionMode"] == "approve-all"
     command = acpx["config"]["agents"]["kimi-acp"]["command"]
@@ -130,8 +136,9 @@ def test_install_global_keeps_comments_and_adds_everything(cfg_path: Path, ext_d
     cfg = load_config(cfg_path)
     assert cfg.settings.defaultBackend == "kimi"
     route = resolve(cfg, requester_agent="anyone", target="claude")
-    assert (route.name, route.model, route.rule) == ("kimi", "kimi-k2.5", "global")
-    assert resolve(cfg, model="Kimi K2.5").model == "kimi-k2.5"  # the alias works too
+    assert (route.name, route.model, route.rule) == ("kimi", "kimi-for-coding", "global")
+    assert resolve(cfg, model="Kimi K3").model == "k3"  # the alias works too
+    assert resolve(cfg, model="kimi/k3").backend.model_info("k3").cost.input == 3  # the file's rows are read
 
     # backup first, byte for byte, mode kept; the file keeps its mode
     (bak,) = backups(cfg_path)
@@ -139,15 +146,15 @@ def test_install_global_keeps_comments_and_adds_everything(cfg_path: Path, ext_d
     assert stat.S_IMODE(bak.stat().st_mode) == 0o640 == stat.S_IMODE(cfg_path.stat().st_mode)
     assert f"backup: {bak}" in out
     assert "export KIMI_API_KEY" in out and "gateway restart" in out
-    assert "added models.providers.kimi-code" in out
+    assert "added models.providers.kimi\n" in out
 
 
 def test_new_keys_follow_the_file_style(cfg_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     install(capsys, "--agent", "coder")
     text = cfg_path.read_text()
     # unquoted keys and trailing commas, as in the file; indentation of the siblings
-    assert '\n      "kimi-code": {\n        baseUrl: ' in text
-    assert '"kimi-code/kimi-k2.5": { alias: "Kimi K2.5" }' in text  # into an inline object: inline
+    assert '\n      kimi: {\n        baseUrl: ' in text
+    assert 'modelPolicy: {}, models: { "kimi/kimi-for-coding": { alias: "Kimi" }, "kimi/k3": { alias: "Kimi K3" } } }' in text  # into an inline object: inline
     assert "        ],\n      },\n    },\n  },\n" in text
 
 
@@ -171,7 +178,7 @@ def test_dry_run_writes_nothing_and_prints_a_diff(cfg_path: Path, ext_dir: Path,
     assert not (ext_dir / "bridge.json").exists()
     assert not (Path(os.environ["KIMI_ACP_STATE_DIR"]) / "install.json").exists()
     assert f"--- {cfg_path}\n+++ {cfg_path}\n@@ " in out
-    assert '+      "kimi-code": {\n' in out
+    assert '+      kimi: {\n' in out
     assert '+    defaultAgent: "kimi-acp",\n' in out
     assert "nothing written" in out
 
@@ -188,7 +195,7 @@ def test_uninstall_restores_the_original(cfg_path: Path, ext_dir: Path, capsys: 
     assert not (ext_dir / "bridge.json").exists()
     assert not (Path(os.environ["KIMI_ACP_STATE_DIR"]) / "install.json").exists()
     assert len(backups(cfg_path)) == 2  # one per write
-    assert "removed models.providers.kimi-code" in out
+    assert "removed models.providers.kimi\n" in out and "removed agents.defaults.modelPolicy" in out
     # and once more: nothing recorded, nothing to do
     code, out = install(capsys, "--uninstall")
     assert code == 0 and "nothing to change" in out and cfg_path.read_text() == ORIGINAL
@@ -254,7 +261,7 @@ def test_a_missing_file_is_created(tmp_path: Path, ext_dir: Path, capsys: pytest
     code, out = install(capsys, "--global")
     assert code == 0, out
     d = json.loads(p.read_text())  # created as plain JSON
-    assert d["acp"]["defaultAgent"] == "kimi-acp" and "kimi-code" in d["models"]["providers"]
+    assert d["acp"]["defaultAgent"] == "kimi-acp" and "kimi" in d["models"]["providers"]
     assert stat.S_IMODE(p.stat().st_mode) == 0o600
     assert backups(p) == []
     assert load_config(p).settings.defaultBackend == "kimi"
@@ -296,12 +303,24 @@ def spawn(agent: str, params: dict | None = None, session: dict | None = None) -
 def test_hook_routes_per_agent(cfg_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     install(capsys, "--agent", "coder")
     assert hook(capsys, monkeypatch, spawn("coder")) == {
-        "params": {"runtime": "acp", "task": "x", "agentId": "kimi-acp", "model": "kimi/kimi-k2.5"}
+        "params": {"runtime": "acp", "task": "x", "agentId": "kimi-acp", "model": "kimi/kimi-for-coding"}
     }
     assert hook(capsys, monkeypatch, spawn("writer")) == {}
-    # the requester session's /model choice routes too
+    # the requester session's /model choice routes too: the seed's, and OpenClaw's own Kimi refs
     chose = {"providerOverride": "kimi", "modelOverride": "kimi-k2.5"}
     assert hook(capsys, monkeypatch, spawn("writer", session=chose))["params"]["model"] == "kimi/kimi-k2.5"
+    for provider, model, sent in (("kimi", "k3", "kimi/k3"), ("kimi-coding", "kimi-for-coding", "kimi/kimi-for-coding"),
+                                  ("kimi-code", "k2p5", "kimi/kimi-for-coding")):
+        chose = {"providerOverride": provider, "modelOverride": model}
+        assert hook(capsys, monkeypatch, spawn("writer", session=chose))["params"]["model"] == sent
+    # a spawn's explicit K3 1M ref is handed on as a ref that keeps the window
+    assert hook(capsys, monkeypatch, spawn("writer", {"model": "kimi/k3[1m]"}))["params"]["model"] == "kimi/k3[1m]"
+    # Moonshot is not Kimi Code: refused in one line that says what to use
+    answer = hook(capsys, monkeypatch, spawn("coder", {"model": "moonshot/kimi-k3"}))
+    assert answer["block"] is True and "Moonshot API model" in answer["blockReason"] and "kimi/k3" in answer["blockReason"]
+    # ... but a session whose chat runs on Moonshot still spawns by its agent's rule
+    chose = {"providerOverride": "moonshot", "modelOverride": "kimi-k3"}
+    assert hook(capsys, monkeypatch, spawn("coder", session=chose))["params"]["model"] == "kimi/kimi-for-coding"
     # a chat model that names no backend is not a spawn backend
     assert hook(capsys, monkeypatch, spawn("writer", session={"providerOverride": "openai", "modelOverride": "gpt-5"})) == {}
     # not ACP, or a harness kimi-acp does not run: left alone
@@ -379,29 +398,31 @@ def test_the_seed_kimi_provider_is_kept_and_not_doubled(tmp_path: Path, ext_dir:
     code, out = install(capsys, "--global", "--config", str(p))
     assert code == 0, out
     d = data(p)
-    assert list(d["models"]["providers"]) == ["kimi"]  # one Kimi provider, the user's
-    assert "kimi-code/kimi-k2.5" not in (d.get("agents", {}).get("defaults", {}).get("models") or {})
-    assert "kept your models.providers.kimi" in out and "rename it to kimi-code" in out
+    assert d["models"]["providers"] == seed["models"]["providers"]  # one Kimi provider, the user's, untouched
+    assert "kimi/kimi-for-coding" in d["agents"]["defaults"]["models"]
+    assert "kept your models.providers.kimi" in out
 
 
-def test_a_configured_openclaw_kimi_plugin_is_left_alone(tmp_path: Path, ext_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_users_kimi_coding_provider_is_not_doubled(tmp_path: Path, ext_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = tmp_path / "openclaw.json"
-    p.write_text(json.dumps({"plugins": {"entries": {"kimi": {"enabled": True}}}}))
+    mine = {"models": {"providers": {"kimi-coding": {"baseUrl": "https://api.kimi.com/coding", "api": "anthropic-messages",
+                                                     "models": [{"id": "k3", "name": "K3", "contextWindow": 1048576}]}}}}
+    p.write_text(json.dumps(mine, indent=2))
+    code, out = install(capsys, "--agent", "coder", "--config", str(p))
+    assert code == 0, out
+    assert list(data(p)["models"]["providers"]) == ["kimi-coding"] and "kept your models.providers.kimi-coding" in out
+    cfg = load_config(p)
+    route = resolve(cfg, model="kimi-coding/k3")
+    assert route.name == "kimi-coding" and route.backend.model_info("k3").context_window == 1048576
+
+
+def test_openclaws_own_plugin_entries_are_left_alone(tmp_path: Path, ext_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "openclaw.json"
+    p.write_text(json.dumps({"plugins": {"entries": {"kimi": {"enabled": True}, "moonshot": {"config": {"webSearch": {"model": "kimi-k2.6"}}}}}}))
     assert install(capsys, "--global", "--config", str(p))[0] == 0
     d = data(p)
     assert d["plugins"]["entries"]["kimi"] == {"enabled": True}
-    assert d["plugins"]["entries"]["moonshot"] == {"enabled": False}
-
-
-def test_the_provider_kimi_code_is_the_kimi_preset(cfg_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    install(capsys, "--agent", "coder")
-    cfg = load_config(cfg_path)
-    kimi, code = cfg.backends["kimi"], cfg.backends["kimi-code"]
-    assert code.base_url == kimi.base_url and code.model == "kimi-k2.5"
-    assert code.context_window == kimi.context_window and code.haiku_model == kimi.haiku_model
-    # `/model kimi-code/kimi-k2.5` in a chat routes that session's spawns
-    route = resolve(cfg, requester_agent="writer", target="claude", session_model="kimi-code/kimi-k2.5")
-    assert (route.name, route.model, route.rule) == ("kimi-code", "kimi-k2.5", "session")
+    assert d["plugins"]["entries"]["moonshot"] == {"config": {"webSearch": {"model": "kimi-k2.6"}}}
 
 
 def test_hook_with_the_backend_sends_passthrough_to_kimi_acp_too(cfg_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -410,7 +431,7 @@ def test_hook_with_the_backend_sends_passthrough_to_kimi_acp_too(cfg_path: Path,
     install(capsys, "--agent", "coder")
     served = {**spawn("writer"), "backend": True}
     assert hook(capsys, monkeypatch, served) == {"params": {"runtime": "acp", "task": "x", "agentId": "kimi-acp", "model": "passthrough"}}
-    assert hook(capsys, monkeypatch, {**spawn("coder"), "backend": True})["params"]["model"] == "kimi/kimi-k2.5"
+    assert hook(capsys, monkeypatch, {**spawn("coder"), "backend": True})["params"]["model"] == "kimi/kimi-for-coding"
     # other harnesses stay where they are (acpx, if the user has it)
     assert hook(capsys, monkeypatch, {**spawn("coder", {"agentId": "codex"}), "backend": True}) == {}
 

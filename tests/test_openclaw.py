@@ -268,8 +268,8 @@ def test_the_bridge_routes_per_requester_and_fails_closed(openclaw: Path, ext: P
 
     assert out["id"] == "kimi-acp"
     assert out["registered"] == [{"name": "before_tool_call", "opts": {"matcher": ["sessions_spawn"]}}]
-    # coder is configured for Kimi: its spawn of claude goes to kimi-acp on kimi/kimi-k2.5
-    assert out["coder"] == {"params": {"runtime": "acp", "task": "x", "agentId": "kimi-acp", "model": "kimi/kimi-k2.5"}}
+    # coder is configured for Kimi: its spawn of claude goes to kimi-acp on kimi/kimi-for-coding
+    assert out["coder"] == {"params": {"runtime": "acp", "task": "x", "agentId": "kimi-acp", "model": "kimi/kimi-for-coding"}}
     # writer is not: passthrough, the spawn is left alone
     assert out["writer"] is None
     # writer's session chose /model kimi/kimi-k2.5 in OpenClaw: that session's spawns go to Kimi

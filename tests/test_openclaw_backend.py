@@ -257,7 +257,7 @@ def test_the_hook_asks_the_warm_process(driver: Driver) -> None:
     params = {"runtime": "acp", "task": "x", "agentId": "claude"}
     ctx = lambda agent: {"agentId": agent, "sessionKey": f"agent:{agent}:main", "sessionId": "s"}  # noqa: E731
     coder = driver("hook", event={"toolName": "sessions_spawn", "params": params}, ctx=ctx("coder"))["answer"]
-    assert coder == {"params": {**params, "agentId": "kimi-acp", "model": "kimi/kimi-k2.5"}}
+    assert coder == {"params": {**params, "agentId": "kimi-acp", "model": "kimi/kimi-for-coding"}}
     # another agent passes through, still on kimi-acp's backend (which runs every Claude Code spawn)
     writer = driver("hook", event={"toolName": "sessions_spawn", "params": params}, ctx=ctx("writer"))["answer"]
     assert writer == {"params": {**params, "agentId": "kimi-acp", "model": "passthrough"}}
@@ -286,7 +286,7 @@ def test_an_openclaw_without_the_backend_door_gets_a_clear_log_line(tmp_path: Pa
         # the hook still routes, through the bridge command (fails closed if that breaks)
         params = {"runtime": "acp", "task": "x", "agentId": "claude"}
         answer = d("hook", event={"toolName": "sessions_spawn", "params": params}, ctx={"agentId": "main", "sessionKey": "agent:main:main"})["answer"]
-        assert answer == {"params": {**params, "agentId": "kimi-acp", "model": "kimi/kimi-k2.5"}}
+        assert answer == {"params": {**params, "agentId": "kimi-acp", "model": "kimi/kimi-for-coding"}}
     finally:
         d.close()
 

@@ -51,7 +51,7 @@ def test_kimi_preset_is_registered_by_the_default_plugin():
     backends = {b.name: b for b in registered_backends(pm)}
     kimi = backends["kimi"]
     assert kimi.base_url == "https://api.kimi.com/coding"
-    assert kimi.model == "kimi-k2.5"
+    assert kimi.model == "kimi-for-coding"
     assert kimi.api_key_env[0] == "KIMI_API_KEY"
     assert kimi.auth_header == "x-api-key"
     assert kimi.quirks["ENABLE_TOOL_SEARCH"] == "false"

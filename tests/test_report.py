@@ -79,7 +79,7 @@ def test_completion_event_format() -> None:
     stats = next(line for line in lines if line.startswith("Stats: "))
     assert "runtime 1.5s" in stats
     assert "tokens 12.6k (in 12.3k / out 345)" in stats
-    assert "cost n/a" in stats  # Claude Code prices Kimi as Claude: meaningless
+    assert "cost n/a" in stats  # a figure nobody priced (Claude Code's, for Kimi) is never shown
     assert "backend kimi (kimi-k2.5)" in stats and "sessionKey agent:claude:acp:0000" in stats
     assert lines[-1].startswith("Action: ")
 
@@ -121,9 +121,10 @@ def test_partial_result_and_error_both_shown() -> None:
 
 
 def test_stats_cost_and_durations() -> None:
-    assert "cost $0.0123" in stats_line(result(backend="anthropic", costUsd=0.0123))
+    assert "cost $0.0123 (claude-code)" in stats_line(result(backend="anthropic", costUsd=0.0123, costSource="claude-code"))
+    assert "cost $0.0456 (kimi-acp)" in stats_line(result(backend="kimi", model="k3", costUsd=0.0456, costSource="kimi-acp"))
     assert "cost n/a" in stats_line(result(backend="anthropic", costUsd=None))
-    assert "cost n/a" in stats_line(result(backend="kimi", costUsd=0.5))
+    assert "cost n/a" in stats_line(result(backend="kimi", costUsd=0.5))  # no costSource: Claude Code's figure
     assert "runtime 2m05s" in stats_line(result(durationMs=125_000))
     assert "runtime 1h01m" in stats_line(result(durationMs=3_660_000))
     assert "runtime n/a" in stats_line(result(durationMs=None))

@@ -115,7 +115,7 @@ def test_passthrough_with_no_config_at_all(cfg_file, presets):
         ("Sonnet", "anthropic", "claude-sonnet-4-5"),  # alias from agents.defaults.models
         ("claude sonnet", "anthropic", "claude-sonnet-4-5"),  # second alias of a list
         ("K25", "kimi", "kimi-k2.5"),  # the seed's top-level models table
-        ("kimi", "kimi", "kimi-k2.5"),  # bare backend name: its default model
+        ("kimi", "kimi", "kimi-for-coding"),  # bare backend name: its default model
         ("kimi-k2.5", "kimi", "kimi-k2.5"),  # bare model id
         ("passthrough", PASSTHROUGH, None),
     ],
@@ -324,7 +324,7 @@ def test_agent_default_beats_openclaw_global_subagents_model(load):
 def test_target_default_from_our_section(load):
     cfg = load('{plugins: {entries: {"kimi-acp": {config: {defaultBackend: "anthropic", targets: {claude: {backend: "kimi"}}}}}}}')
     route = resolve(cfg, requester_agent="main", target="claude")
-    assert (route.rule, route.name, route.model) == ("target", "kimi", "kimi-k2.5")
+    assert (route.rule, route.name, route.model) == ("target", "kimi", "kimi-for-coding")
     assert "targets.claude" in route.reason
     assert resolve(cfg, target="codex").rule == "global"
 
@@ -350,14 +350,14 @@ def test_target_default_from_an_openclaw_acp_agent(load):
 def test_global_default_backend(load):
     cfg = load('{plugins: {entries: {"kimi-acp": {config: {defaultBackend: "kimi"}}}}}')
     route = resolve(cfg, requester_agent="main", target="claude")
-    assert (route.rule, route.name, route.model) == ("global", "kimi", "kimi-k2.5")
+    assert (route.rule, route.name, route.model) == ("global", "kimi", "kimi-for-coding")
     assert "defaultBackend" in route.reason
 
 
 def test_global_default_from_openclaw_subagents_model(load):
     cfg = load('{agents: {defaults: {subagents: {model: "Kimi K2.5"}}}}')
     route = resolve(cfg)
-    assert (route.rule, route.name, route.model) == ("global", "kimi", "kimi-k2.5")
+    assert (route.rule, route.name, route.model) == ("global", "kimi", "kimi-k2.5")  # the legacy model's name still works
     assert "agents.defaults.subagents.model" in route.reason
 
 

@@ -85,7 +85,7 @@ def assert_only_kimi(kimi: StubServer, decoy: StubServer) -> None:
         assert req.headers.get("x-api-key") == KEY
         assert "authorization" not in req.headers  # neither the settings' token nor the helper's
         assert "x-decoy" not in req.headers
-        assert (req.body or {}).get("model") == "kimi-k2.5"
+        assert (req.body or {}).get("model") == "kimi-for-coding"
 
 
 @pytest.mark.parametrize("layer", ["user", "project", "local"])
@@ -195,5 +195,5 @@ async def test_a_run_whose_init_names_another_model_fails_closed(
         answer = await sp.spawn({"task": "say hi", "runtime": "acp", "cwd": str(project)}, CONTEXT)
         result = await sp.wait(answer["runId"], timeout=90)
     assert result.status == "error", result
-    assert "'other-model', not 'kimi-k2.5'" in (result.error or "")
+    assert "'other-model', not 'kimi-for-coding'" in (result.error or "")
     assert "kimi-acp doctor" in (result.error or "")

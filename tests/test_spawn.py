@@ -78,7 +78,7 @@ async def test_ok_run_answers_at_once_then_reports(tmp_path: Path) -> None:
         answer = await sp.spawn(acp(label="greeting"), CONTEXT)
         assert answer["status"] == "accepted", answer
         assert answer["childSessionKey"].startswith("agent:claude:acp:")
-        assert answer["backend"] == "kimi" and answer["model"] == "kimi-k2.5"
+        assert answer["backend"] == "kimi" and answer["model"] == "kimi-for-coding"
         assert "agent 'coder'" in answer["reason"]
         result = await sp.wait(answer["runId"], timeout=10)
         rec = sp.store.get_run(answer["runId"])
@@ -88,7 +88,7 @@ async def test_ok_run_answers_at_once_then_reports(tmp_path: Path) -> None:
     assert rec.status == "ok" and rec.result_text == "fake says hi" and rec.label == "greeting"
     assert rec.started_at and rec.ended_at and rec.ended_at >= rec.started_at
     # The harness hook got the routed request (the model filled in by routing).
-    assert fake.requests[0].model == "kimi-k2.5"
+    assert fake.requests[0].model == "kimi-for-coding"
     assert_no_orphans(answer["runId"], rec.pgid)
 
 

@@ -91,7 +91,7 @@ async def test_real_claude_on_the_stub_reports_back(
     assert result.usage["input_tokens"] > 0 and result.usage["output_tokens"] > 0
     assert result.durationMs and result.durationMs > 0
     assert result.sessionId
-    assert result.backend == "kimi" and result.model == "kimi-k2.5"
+    assert result.backend == "kimi" and result.model == "kimi-for-coding"
 
     posts = stub.messages_requests()
     assert posts, "the stub got no /v1/messages request"
@@ -99,7 +99,7 @@ async def test_real_claude_on_the_stub_reports_back(
         assert req.headers.get("x-api-key") == KEY
         assert "authorization" not in req.headers  # the decoy ANTHROPIC_AUTH_TOKEN was scrubbed
         assert req.route.startswith("/coding/v1/messages")
-        assert (req.body or {}).get("model") == "kimi-k2.5"
+        assert (req.body or {}).get("model") == "kimi-for-coding"
 
     assert len(got) == 1
     d = got[0]
@@ -239,7 +239,8 @@ def test_cli_demo(tmp_path: Path, claude_bin: str) -> None:
     run = json.loads(as_json.stdout)  # only the run object on stdout; the narration went to stderr
     from kimi_acp.commands.output import RUN_KEYS
 
-    assert tuple(run) == RUN_KEYS and run["status"] == "ok" and "costUsd" not in run
+    # kimi-for-coding runs on the plan's quota: no price (never Claude Code's Anthropic-priced figure)
+    assert tuple(run) == RUN_KEYS and run["status"] == "ok" and run["costUsd"] is None and run["costSource"] is None
     assert "[Internal task completion event]" in as_json.stderr
 
 

@@ -73,11 +73,17 @@ def _json_arg(p: argparse.ArgumentParser, what: str = "print JSON") -> None:
     p.add_argument("--json", action="store_true", help=what + "; errors too, as {\"error\": {\"code\", \"message\", \"hint\"}}")
 
 
+THINKING_LEVELS = ("off", "minimal", "low", "medium", "high", "adaptive", "xhigh", "max")
+THINKING_HELP = ("OpenClaw's thinking level (off, minimal, low, medium, high, adaptive, xhigh, max), passed to Claude "
+                 "Code as --effort; on K3 as OpenClaw's Kimi provider maps it: minimal/low -> low, "
+                 "medium/high/adaptive -> high, xhigh/max -> max, off -> no thinking field and effort low")
+
+
 def _route_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", metavar="ID", help="the requesting OpenClaw agent id (its routing rule applies)")
     p.add_argument("--target", metavar="ACP_AGENT", help="the target ACP agent (harness alias), e.g. claude")
     p.add_argument("--session", metavar="KEY", help="the requester session key, e.g. agent:main:main (results are reported to it)")
-    p.add_argument("--model", metavar="REF", help="an explicit model ref (kimi/kimi-k2.5) or alias (Kimi K2.5)")
+    p.add_argument("--model", metavar="REF", help="an explicit model ref (kimi/k3, kimi/k3[1m], kimi/kimi-for-coding) or alias (Kimi K3)")
 
 
 def _add(sub: argparse._SubParsersAction, name: str, summary: str, description: str = "", examples: str = "") -> argparse.ArgumentParser:
@@ -129,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     _json_arg(p, 'print {"backend", "reason", "set", "unset", ...}')
     p.add_argument("--reveal", action="store_true", help="show secrets unmasked")
     p.add_argument("--cwd", metavar="DIR", help="the run's cwd, for Claude Code's project settings (default: here)")
+    p.add_argument("--thinking", choices=THINKING_LEVELS, metavar="LEVEL", help="also show what this thinking level becomes")
 
     p = _add(sub, "doctor", "check config, routing, key, Claude Code, the backend and the report path",
              "Checks what your spawns will use: each configured agent's backend and the global default\n"
@@ -144,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cwd", metavar="DIR", help="the run's cwd, for Claude Code's project settings (default: here)")
 
     p = _add(sub, "model", "show, set or clear a session's model choice for its spawns", "",
-             "  kimi-acp model kimi/kimi-k2.5 --session agent:main:main\n  kimi-acp model default --session agent:main:main")
+             "  kimi-acp model kimi/k3 --session agent:main:main\n  kimi-acp model default --session agent:main:main")
     p.add_argument("ref", nargs="?", help="a model ref or alias; 'default' clears the choice")
     p.add_argument("--session", metavar="KEY", required=True, type=_nonempty, help="the OpenClaw session key")
     _config_arg(p)
@@ -180,8 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cwd", metavar="DIR", help="the run's working directory (default: here)")
     p.add_argument("--timeout", type=_positive_timeout, metavar="S", help="runTimeoutSeconds, 1 to 86400")
     p.add_argument("--env", action="append", default=[], metavar="K=V", help="extra child environment (repeatable)")
-    p.add_argument("--thinking", choices=("off", "minimal", "low", "medium", "high", "xhigh", "max"), metavar="LEVEL",
-                   help="OpenClaw's thinking level, passed to Claude Code as --effort: off, minimal, low, medium, high, xhigh, max")
+    p.add_argument("--thinking", choices=THINKING_LEVELS, metavar="LEVEL", help=THINKING_HELP)
     _json_arg(p, "print the run object")
     p.add_argument("--no-wait", action="store_true", help="return once the run is accepted (a detached worker supervises it)")
 
@@ -253,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="kimi", metavar="NAME", help="the backend (default kimi)")
     p.add_argument("--dry-run", action="store_true", help="show the change, write nothing")
     p.add_argument("--uninstall", action="store_true", help="remove what install added")
+    p.add_argument("--no-plugin-lookups", action="store_true",
+                   help="for a gateway WITHOUT internet only: turn OpenClaw's own kimi and moonshot plugins off "
+                        "(plugins.entries.<id>.enabled: false) so it stops looking them up on npm/ClawHub at every "
+                        "start; this also turns off OpenClaw's Kimi Coding and Moonshot providers and Kimi web search "
+                        "(see docs/troubleshooting.md)")
     _config_arg(p)
 
     p = _add(sub, "hook", "OpenClaw extension bridge: JSON on stdin, JSON on stdout")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends import PASSTHROUGH, PASSTHROUGH_BACKEND, Backend, ModelInfo
+from .backends import PASSTHROUGH, PASSTHROUGH_BACKEND, Backend, Cost, ModelInfo
 from .errors import ConfigError, UnknownNameError
 
 PLUGIN_ID = "kimi-acp"
@@ -209,25 +209,48 @@ def _key_ref(v: Any) -> tuple[str | None, tuple[str, ...]]:
     return None, ()
 
 
+def _as_price(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else None
+
+
+def _cost(v: Any) -> Cost | None:
+    """OpenClaw's model ``cost`` (USD per million tokens), or None when absent or not numbers."""
+    if not isinstance(v, dict):
+        return None
+    prices = {k: _as_price(v.get(k)) for k in ("input", "output", "cacheRead", "cacheWrite")}
+    if all(p is None for p in prices.values()):
+        return None
+    return Cost(input=prices["input"] or 0.0, output=prices["output"] or 0.0,
+                cache_read=prices["cacheRead"] or 0.0, cache_write=prices["cacheWrite"] or 0.0)
+
+
 def _model_infos(models: Any) -> tuple[ModelInfo, ...]:
+    """A provider's ``models`` rows: ``contextWindow`` is the model's window (with
+    ``contextTokens``, OpenClaw's cap on active input, when only that is given), ``maxTokens``
+    its output limit, ``cost`` its prices."""
     out = []
     if isinstance(models, list):
         for m in models:
             if isinstance(m, dict) and _as_str(m.get("id")):
+                window = _as_int(m.get("contextWindow"))
+                cap = _as_int(m.get("contextTokens"))
                 out.append(
                     ModelInfo(
                         id=m["id"],
                         name=_as_str(m.get("name")),
-                        context_window=_as_int(m.get("contextWindow")) or _as_int(m.get("contextTokens")),
+                        context_window=window or cap,
+                        context_tokens=cap if window and cap and cap < window else None,
                         max_tokens=_as_int(m.get("maxTokens")),
+                        cost=_cost(m.get("cost")),
                     )
                 )
     return tuple(out)
 
 
 def _is_kimi_provider(name: str, base_url: str | None) -> bool:
-    """A provider of Kimi's coding endpoint: named ``kimi-code``, or its URL on api.kimi.com."""
-    if name == "kimi-code":
+    """A provider of Kimi's coding endpoint: one of the provider ids of OpenClaw's Kimi plugin
+    (``kimi``, ``kimi-code``, ``kimi-coding``), or its URL on api.kimi.com."""
+    if name in ("kimi", "kimi-code", "kimi-coding"):
         return True
     return bool(base_url) and base_url.split("://", 1)[-1].split("/", 1)[0].lower() == "api.kimi.com"
 
@@ -254,7 +277,7 @@ def _file_backends(data: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]
                         models=models or None,
                         model=first.id if first else None,
                         context_window=first.context_window if first else None,
-                        max_tokens=(first.max_tokens if first else None) or _as_int(p.get("maxTokens")),
+                        max_tokens=_as_int(p.get("maxTokens")),  # the provider's own; its models' in ModelInfo
                         timeout_ms=timeout * 1000 if timeout else None,
                     ),
                     f"models.providers.{pid}",
@@ -495,9 +518,19 @@ def load_config(
     for name, fields, source in _file_backends(data):
         base = backends.get(name)
         if base is None and "kimi" in backends and _is_kimi_provider(name, fields.get("base_url")):
-            # `kimi-acp install` writes provider `kimi-code` (the id `kimi` belongs to OpenClaw's own
-            # Kimi plugin): it is the Kimi preset (tiers, context window, quirks) under another name.
-            base = backends["kimi"].merged(name=name)
+            # Another provider of Kimi Code (an older kimi-acp install wrote `kimi-code`; a user may
+            # name theirs `kimi-coding`): the Kimi preset (lineup, windows, prices, quirks) under its name.
+            base = backends["kimi"].merged(name=name, provider_aliases=())
+        models = fields.pop("models", None)
+        if base is not None and base.models:
+            # A preset's provider in the file: its rows update the preset's models by id (a row's
+            # contextWindow, maxTokens and cost win); the preset keeps its default model and window.
+            fields.pop("model", None)
+            fields.pop("context_window", None)
+            if models:
+                base = base.with_models(models)
+        elif models:
+            fields["models"] = models
         backends[name] = (base or Backend(name=name)).merged(**fields, sources=(f"{cfg_path.name} {source}",))
         if fields.get("base_url"):
             url_from[name] = _source_path(source)

@@ -59,6 +59,10 @@ SCRUBBED = (
 )
 
 
+CLAUDE_CODE_MAX_OUTPUT_CAP = 128_000
+"""Claude Code clamps ``CLAUDE_CODE_MAX_OUTPUT_TOKENS`` to this (measured with 2.1.332)."""
+
+
 @dataclass
 class ChildEnv:
     """The environment to start the harness with, and what changed."""
@@ -103,11 +107,15 @@ def backend_variables(backend: Backend, key: str, model: str | None = None) -> d
     info = backend.model_info(model)
     context = (info.context_window if info and info.context_window else None) or backend.context_window
     if context:
+        # Claude Code takes an unknown model's window from here (else 1,000,000: far too late
+        # to compact on a 256K plan), and compacts against the auto-compact window: the model's
+        # window, or OpenClaw's cap on active input (contextTokens) when the provider sets one.
         out["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] = str(context)
-        # Compact against the model's real window, not Claude's (Kimi: 262144).
-        out["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(context)
-    if backend.max_tokens:  # only when configured: Claude Code's own 32000 suits Kimi
-        out["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(backend.max_tokens)
+        cap = info.context_tokens if info and info.context_tokens else None
+        out["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(min(cap, context) if cap else context)
+    max_output = (info.max_tokens if info and info.max_tokens else None) or backend.max_tokens
+    if max_output:  # the model's output limit, up to what Claude Code allows
+        out["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(min(max_output, CLAUDE_CODE_MAX_OUTPUT_CAP))
     out["API_TIMEOUT_MS"] = str(max(backend.timeout_ms or 0, MIN_TIMEOUT_MS_DEFAULT))
     out["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
     out.update(backend.quirks)

@@ -2,13 +2,22 @@
 
 What it adds (each only when missing; values it owns are updated in place):
 
-- the Kimi provider ``models.providers.kimi-code`` (Anthropic Messages API, ``${KIMI_API_KEY}``)
-  and the alias ``agents.defaults.models["kimi-code/kimi-k2.5"]``, so ``/model kimi-code/kimi-k2.5``
-  works in OpenClaw's own chat. Not ``kimi``: that id belongs to OpenClaw's own Kimi plugin,
-  which the gateway would try to install at every start. A ``kimi`` provider the user already
-  has is kept, and no second one is added;
-- ``plugins.entries.kimi`` and ``.moonshot`` with ``enabled: false`` (unless configured): with
-  ``KIMI_API_KEY`` in its environment the gateway would install those plugins at every start;
+- the Kimi provider ``models.providers.kimi`` in OpenClaw's schema (Anthropic Messages API,
+  ``${KIMI_API_KEY}``, today's Kimi Code models with their windows, output limits and K3's
+  prices) — unless the user has a Kimi provider already (``kimi``, ``kimi-code`` or
+  ``kimi-coding``: kept, no second one), or OpenClaw's own Kimi plugin (``@openclaw/kimi-provider``,
+  id ``kimi``) is installed, which serves that provider itself;
+- the ``/model`` aliases ``agents.defaults.models["kimi/kimi-for-coding"] = {alias: "Kimi"}`` and
+  ``["kimi/k3"] = {alias: "Kimi K3"}``, and, on a config with neither ``modelPolicy`` nor a models
+  map, ``agents.defaults.modelPolicy: {}``: without it OpenClaw 2026.9 reads the keys of that map
+  as the legacy ``/model`` allowlist, and the aliases would narrow ``/model`` to themselves;
+- it never disables or shadows OpenClaw's own plugins (``kimi``, ``moonshot``): a gateway that
+  needs one installs it once (online). ``--no-plugin-lookups``, for a gateway without internet
+  only, sets ``plugins.entries.kimi`` / ``.moonshot`` ``enabled: false`` (when not configured)
+  so it stops looking them up at every start; that turns those providers off too;
+- a re-install migrates what older installs wrote and this one does not (only what the record
+  says they created): the provider ``kimi-code`` with K2.5 and its alias, and the ``enabled:
+  false`` entries for OpenClaw's Kimi and Moonshot plugins;
 - the ACP target agent ``agents.entries["kimi-acp"]`` (``runtime: {type: "acp", acp: {agent:
   "kimi-acp", backend: "kimi-acp"}}``), with ``main: {}`` beside it when there was no roster,
   and ``agents.ownership: "explicit"`` when OpenClaw needs it;
@@ -63,20 +72,44 @@ Path_ = tuple[str, ...]
 
 RECORD_FILE = "install.json"
 ACP_ALIAS = "kimi-acp"
-PROVIDER_ID = "kimi-code"  # not "kimi": that id belongs to OpenClaw's own Kimi plugin (see plan_install)
-SEED_PROVIDER_ID = "kimi"
-OWN_KIMI_PLUGINS = ("kimi", "moonshot")  # OpenClaw plugins KIMI_API_KEY would make the gateway install
+PROVIDER_ID = "kimi"  # the seed's id, and OpenClaw's: its Kimi plugin's provider (kimi-code, kimi-coding alias it)
+KIMI_PROVIDER_IDS = ("kimi", "kimi-code", "kimi-coding")
+OFFICIAL_PLUGINS = ("kimi", "moonshot")  # OpenClaw's own: never disabled unless --no-plugin-lookups asks
 BACKEND_ID = "kimi-acp"  # the ACP runtime backend the extension registers
 AGENT_ENTRY = {"runtime": {"type": "acp", "acp": {"agent": ACP_ALIAS, "backend": BACKEND_ID}}}
-MODEL_ID = "kimi-k2.5"
-MODEL_REF = f"{PROVIDER_ID}/{MODEL_ID}"
-MODEL_NAME = "Kimi K2.5"
+_K3_COST = {"input": 3, "output": 15, "cacheRead": 0.3, "cacheWrite": 0}
 PROVIDER = {
     "baseUrl": "https://api.kimi.com/coding",
     "apiKey": "${KIMI_API_KEY}",
     "api": "anthropic-messages",
-    "models": [{"id": MODEL_ID, "name": MODEL_NAME, "contextWindow": 262144, "maxTokens": 32768}],
+    # Today's Kimi Code lineup. k3's window is what every plan has; a plan with 1M: set 1048576.
+    # No cost on the membership ids: they run on the plan's quota.
+    "models": [
+        {"id": "kimi-for-coding", "name": "Kimi Code", "reasoning": True, "input": ["text", "image"],
+         "contextWindow": 262144, "maxTokens": 32768},
+        {"id": "kimi-for-coding-highspeed", "name": "Kimi Code HighSpeed", "reasoning": True, "input": ["text", "image"],
+         "contextWindow": 262144, "maxTokens": 32768},
+        {"id": "k3", "name": "Kimi K3", "reasoning": True, "input": ["text", "image"],
+         "contextWindow": 262144, "maxTokens": 131072, "cost": _K3_COST},
+        {"id": "k3-256k", "name": "Kimi K3 (256k)", "reasoning": True, "input": ["text", "image"],
+         "contextWindow": 262144, "maxTokens": 131072, "cost": _K3_COST},
+    ],
 }
+MODEL_REF = f"{PROVIDER_ID}/kimi-for-coding"
+ALIASES = {MODEL_REF: "Kimi", f"{PROVIDER_ID}/k3": "Kimi K3"}
+"""The ``/model`` aliases install adds to ``agents.defaults.models`` (OpenClaw's own example:
+``"kimi/kimi-for-coding": {alias: "Kimi"}``)."""
+MODEL_POLICY = ("agents", "defaults", "modelPolicy")
+# What installs before this one wrote: the provider `kimi-code` (with K2.5), its alias, and
+# `enabled: false` for OpenClaw's Kimi and Moonshot plugins. A re-install migrates them away.
+OLD_PROVIDER_ID = "kimi-code"
+OLD_PROVIDER = {
+    "baseUrl": "https://api.kimi.com/coding",
+    "apiKey": "${KIMI_API_KEY}",
+    "api": "anthropic-messages",
+    "models": [{"id": "kimi-k2.5", "name": "Kimi K2.5", "contextWindow": 262144, "maxTokens": 32768}],
+}
+OLD_ALIAS = ("agents", "defaults", "models", "kimi-code/kimi-k2.5")
 
 _IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 
@@ -466,6 +499,7 @@ class Record:
     replaced: list[tuple[Path_, Any, Any]] = field(default_factory=list)  # path, previous, ours
     files: list[str] = field(default_factory=list)
     created_file: bool = False
+    no_plugin_lookups: bool = False  # the user asked for --no-plugin-lookups (its entries are theirs to keep)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Record:
@@ -476,10 +510,11 @@ class Record:
             replaced=[(tuple(r["path"]), r["previous"], r["value"]) for r in d.get("replaced", [])],
             files=list(d.get("files", [])),
             created_file=bool(d.get("createdFile", False)),
+            no_plugin_lookups=bool(d.get("noPluginLookups", False)),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "created": [list(p) for p in self.created],
             "containers": [list(p) for p in self.containers],
             "appended": [{"path": list(p), "item": item} for p, item in self.appended],
@@ -487,6 +522,14 @@ class Record:
             "files": self.files,
             "createdFile": self.created_file,
         }
+        if self.no_plugin_lookups:
+            out["noPluginLookups"] = True
+        return out
+
+    def forget(self, path: Path_) -> None:
+        """Drop ``path`` (and what is inside it) from what this install created."""
+        self.created = [c for c in self.created if c[: len(path)] != path]
+        self.containers = [c for c in self.containers if c[: len(path)] != path]
 
     def owns(self, path: Path_) -> bool:
         """``path`` is (inside) a key this install created."""
@@ -542,6 +585,8 @@ class Options:
     backend: str = "kimi"
     ext_dir: Path | None = None
     command: list[str] | None = None
+    no_plugin_lookups: bool = False  # turn OpenClaw's own kimi and moonshot plugins off (offline gateways)
+    environ: Mapping[str, str] | None = None  # for finding OpenClaw's plugins (default: os.environ)
 
 
 @dataclass
@@ -627,25 +672,44 @@ def plan_install(path: Path, opts: Options, record: Record) -> Outcome:
     ext = _ext_dir(opts)
     remove_files: list[Path] = []
 
-    # 1. the Kimi provider and its alias: `/model kimi-code/kimi-k2.5` in OpenClaw's own chat.
-    # The id `kimi` (and `kimi-coding`) belongs to OpenClaw's own Kimi plugin, which the gateway
-    # then tries to install from npm and ClawHub at every start; `kimi-code` is owned by no
-    # plugin. A provider `kimi` the user already has is kept (not a second Kimi provider).
+    # 1. the Kimi provider and its /model aliases, in OpenClaw's own terms: provider `kimi` (the
+    # seed's id, and the one OpenClaw's Kimi plugin serves), today's models with their limits
+    # and prices. Never a second Kimi provider, never OpenClaw's plugins turned off.
+    _migrate_older_install(doc, rec, opts, changes, notes, remove_key=_remove_recorded(doc, rec))
     providers = doc.get(("models", "providers"))
-    seed_kimi = isinstance(providers, dict) and SEED_PROVIDER_ID in providers and not rec.owns(("models", "providers", SEED_PROVIDER_ID))
-    if seed_kimi:
-        notes.append(
-            f"kept your models.providers.{SEED_PROVIDER_ID}: its id belongs to OpenClaw's own Kimi plugin, so the gateway "
-            f"looks for @openclaw/kimi-provider at each start; rename it to {PROVIDER_ID} to avoid that"
-        )
+    providers = providers if isinstance(providers, dict) else {}
+    theirs = [pid for pid in KIMI_PROVIDER_IDS if pid in providers and not rec.owns(("models", "providers", pid))]
+    from . import official_plugins
+
+    environ = os.environ if opts.environ is None else opts.environ
+    kimi_plugin = official_plugins.state("kimi", doc.data, path, environ)
+    if theirs:
+        notes.append(f"kept your models.providers.{theirs[0]}: kimi-acp runs Kimi through it (no second Kimi provider added)")
+    elif kimi_plugin.state == "installed":
+        notes.append(f"OpenClaw's Kimi plugin is installed ({kimi_plugin.where}): it serves provider kimi, so only "
+                     "what it lacks was added (the /model aliases)")
     else:
         ensure(("models", "providers", PROVIDER_ID), PROVIDER, overwrite=False)
-        ensure(("agents", "defaults", "models", MODEL_REF), {"alias": MODEL_NAME}, overwrite=False)
-    # KIMI_API_KEY in the gateway's environment also makes it install OpenClaw's Kimi and
-    # Moonshot plugins at every start (npm, then ClawHub): kimi-acp does not need them.
-    for plugin in OWN_KIMI_PLUGINS:
-        if not doc.has(("plugins", "entries", plugin)):
-            ensure(("plugins", "entries", plugin, "enabled"), False, overwrite=False)
+    _guard_model_policy(doc, rec, ensure, notes)
+    for ref, alias in ALIASES.items():
+        taken = _alias_owner(doc, alias)
+        if taken and taken != ref:
+            notes.append(f'the alias "{alias}" is already {taken}\'s in agents.defaults.models; did not add it for {ref}')
+            continue
+        if not doc.has(("agents", "defaults", "models", ref)):
+            ensure(("agents", "defaults", "models", ref), {"alias": alias}, overwrite=False)
+    # Offline gateways only, on request: OpenClaw's own Kimi and Moonshot plugins off, so that a
+    # gateway without internet stops looking for them at every start.
+    if opts.no_plugin_lookups:
+        rec.no_plugin_lookups = True
+        for plugin in OFFICIAL_PLUGINS:
+            if not doc.has(("plugins", "entries", plugin)):
+                ensure(("plugins", "entries", plugin, "enabled"), False, overwrite=False)
+            elif doc.get(("plugins", "entries", plugin, "enabled")) is not False:
+                notes.append(f"--no-plugin-lookups: left your plugins.entries.{plugin} as it is (set its enabled to false yourself)")
+        notes.append("--no-plugin-lookups: OpenClaw's own kimi and moonshot plugins are off on this gateway (its Kimi Coding "
+                     "and Moonshot providers and Kimi web search too); kimi-acp install without the flag does not undo it, "
+                     "kimi-acp install --uninstall does")
     # 2. the ACP target agent: spawns rewritten to agentId "kimi-acp" land here, served by
     # kimi-acp's ACP runtime backend (registered by the extension in the gateway).
     entries = doc.get(("agents", "entries"))
@@ -723,6 +787,94 @@ def plan_install(path: Path, opts: Options, record: Record) -> Outcome:
     return Outcome(path=path, before=before, after=after, changes=changes, notes=notes, record=rec, remove_files=remove_files)
 
 
+def _remove_recorded(doc: Json5Doc, rec: Record) -> Any:
+    def remove(p: Path_) -> None:
+        doc.remove_key(p)
+        rec.forget(p)
+        parent = p[:-1]
+        while parent in rec.containers and doc.get(parent) == {}:  # holders this install made, now empty
+            doc.remove_key(parent)
+            rec.forget(parent)
+            parent = parent[:-1]
+
+    return remove
+
+
+def _migrate_older_install(doc: Json5Doc, rec: Record, opts: Options, changes: list[str], notes: list[str],
+                           *, remove_key: Any) -> None:
+    """Undo what an older kimi-acp install wrote and this one does not (only what its record
+    says it created, and only while it still holds what it wrote): the provider ``kimi-code``
+    with K2.5 and its alias (the provider is ``kimi`` now), and ``enabled: false`` for
+    OpenClaw's own Kimi and Moonshot plugins (unless the user asked for that with
+    ``--no-plugin-lookups``)."""
+    old = ("models", "providers", OLD_PROVIDER_ID)
+    if old in rec.created and doc.has(old):
+        if doc.get(old) == OLD_PROVIDER:
+            remove_key(old)
+            changes.append(f"removed {_dotted(old)} (an older kimi-acp install wrote it; the Kimi provider is now "
+                           f"{PROVIDER_ID}, OpenClaw's own id; sessions that chose kimi-code/kimi-k2.5 with /model: "
+                           f"choose {MODEL_REF})")
+        else:
+            rec.forget(old)
+            notes.append(f"kept {_dotted(old)}: an older kimi-acp install wrote it, but it was changed since; "
+                         f"remove it yourself if models.providers.{PROVIDER_ID} replaces it")
+    if OLD_ALIAS in rec.created and doc.has(OLD_ALIAS):
+        remove_key(OLD_ALIAS)
+        changes.append(f"removed {_dotted(OLD_ALIAS)} (an older kimi-acp install's alias; now {MODEL_REF})")
+    if rec.no_plugin_lookups or opts.no_plugin_lookups:
+        return
+    for plugin in OFFICIAL_PLUGINS:
+        key = ("plugins", "entries", plugin, "enabled")
+        if key in rec.created and doc.get(key) is False:
+            remove_key(key)
+            changes.append(f"removed {_dotted(key)} = false (an older kimi-acp install wrote it; it turned off OpenClaw's "
+                           f"own {plugin} plugin for the whole gateway)")
+
+
+def _guard_model_policy(doc: Json5Doc, rec: Record, ensure: Any, notes: list[str]) -> None:
+    """Keep what ``/model`` may choose as it was.
+
+    In OpenClaw 2026.9, without ``agents.defaults.modelPolicy`` (and before its migration
+    marker ``meta.migrations.modelPolicyAllowlist``), the keys of ``agents.defaults.models`` are
+    the legacy ``/model`` allowlist. A config with no such map allows any model: adding one alias
+    there would narrow it to that alias. So install first writes ``modelPolicy: {}`` (OpenClaw's
+    own way to keep the policy open when aliases are added; ``/model`` still allows any model).
+    An allowlist the user has (either kind) is theirs: install says what it means for ``kimi/…``."""
+    policy = doc.get(MODEL_POLICY)
+    models = doc.get(("agents", "defaults", "models"))
+    migrated = doc.get(("meta", "migrations", "modelPolicyAllowlist")) is True
+    listed = [k for k in models if k.strip()] if isinstance(models, dict) else []
+    if isinstance(policy, dict):
+        allow = policy.get("allow")
+        if isinstance(allow, list) and allow and not any(
+            isinstance(a, str) and (a.strip().lower().startswith(("kimi/", "kimi-code/", "kimi-coding/"))) for a in allow
+        ):
+            notes.append('agents.defaults.modelPolicy.allow does not list kimi models: /model kimi/k3 is refused until you '
+                         'add "kimi/*" to it (left it as it is)')
+        return
+    if migrated:
+        return
+    if not listed:
+        ensure(MODEL_POLICY, {}, overwrite=False)
+        notes.append("added agents.defaults.modelPolicy: {} so that the aliases below do not become a /model allowlist "
+                     "(without it OpenClaw treats the keys of agents.defaults.models as one); /model still allows any model")
+        return
+    if not any(k.lower().startswith("kimi/") for k in listed):
+        notes.append("agents.defaults.models is your /model allowlist (no modelPolicy): the Kimi aliases added below are "
+                     "allowed from now on; other kimi/* refs are not until you list them (or set modelPolicy.allow)")
+
+
+def _alias_owner(doc: Json5Doc, alias: str) -> str | None:
+    """The ref in ``agents.defaults.models`` that already has ``alias`` (case-insensitive), or None."""
+    models = doc.get(("agents", "defaults", "models"))
+    for ref, spec in (models.items() if isinstance(models, dict) else []):
+        names = spec.get("alias") if isinstance(spec, dict) else None
+        names = [names] if isinstance(names, str) else (names if isinstance(names, list) else [])
+        if any(isinstance(n, str) and n.lower() == alias.lower() for n in names):
+            return ref
+    return None
+
+
 def _check(text: str, path: Path) -> None:
     """The result must load with kimi-acp's own config loader (our section validates)."""
     from .config import load_config
@@ -754,6 +906,10 @@ def plan_uninstall(path: Path, record: Record) -> Outcome:
         if doc.remove_item(p, item):
             changes.append(f"removed {json.dumps(item)} from {_dotted(p)}")
     for p in reversed(record.created):
+        if p == MODEL_POLICY and _keeps_aliases_open(doc):
+            notes.append("kept agents.defaults.modelPolicy: {}: without it your agents.defaults.models entries would become "
+                         "a /model allowlist")
+            continue
         if doc.remove_key(p):
             changes.append(f"removed {_dotted(p)}")
     for p in sorted(record.containers, key=len, reverse=True):
@@ -768,6 +924,13 @@ def plan_uninstall(path: Path, record: Record) -> Outcome:
         changes.append(f"removed {path} (kimi-acp created it)")
     changes.extend(f"removed {f}" for f in remove)
     return Outcome(path, before, after, changes, notes, Record(), remove_files=remove)
+
+
+def _keeps_aliases_open(doc: Json5Doc) -> bool:
+    """``modelPolicy: {}`` is what keeps ``agents.defaults.models`` from being an allowlist."""
+    models = doc.get(("agents", "defaults", "models"))
+    return (doc.get(MODEL_POLICY) == {} and isinstance(models, dict) and any(k.strip() for k in models)
+            and doc.get(("meta", "migrations", "modelPolicyAllowlist")) is not True)
 
 
 # --------------------------------------------------------------------------- files
@@ -848,7 +1011,8 @@ def run(args: Any) -> int:
             return 0
         outcome = plan_uninstall(path, record)
     else:
-        opts = Options(agents=list(args.agent or []), global_=bool(args.global_), backend=args.backend)
+        opts = Options(agents=list(args.agent or []), global_=bool(args.global_), backend=args.backend,
+                       no_plugin_lookups=bool(getattr(args, "no_plugin_lookups", False)))
         outcome = plan_install(path, opts, record)
 
     if args.dry_run:
@@ -896,7 +1060,8 @@ def run(args: Any) -> int:
     print("next steps:")
     print("  1. export KIMI_API_KEY=<your Kimi key> where the OpenClaw gateway runs (or put it in ~/.openclaw/.env)")
     print("  2. restart the gateway: openclaw gateway restart")
-    print('     (its log then says: kimi-acp: ACP runtime backend "kimi-acp" registered)')
+    print('     (its log then says: kimi-acp: ACP runtime backend "kimi-acp" registered; an online gateway also')
+    print("     installs OpenClaw's own Kimi plugin, @openclaw/kimi-provider, once; kimi-acp doctor says if it will)")
     agents = " ".join(f"--agent {a}" for a in (args.agent or []))
     print(f"  3. check: kimi-acp doctor {agents}".rstrip())
     return 0

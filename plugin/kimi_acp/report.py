@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .pricing import describe
 from .redact import redact
 
 GATEWAY_TARGET = "openclaw-gateway"
@@ -47,7 +48,11 @@ class RunResult:
     model: str | None = None
     reason: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
+    # What the run cost in USD, and who priced it: "kimi-acp" (usage x the model's cost from
+    # openclaw.json or the preset; never Claude Code's total_cost_usd, which prices every model
+    # as Claude) or "claude-code" (Claude Code's own figure, for runs on Anthropic itself).
     costUsd: float | None = None
+    costSource: str | None = None
     durationMs: int | None = None
     sessionId: str | None = None
     numTurns: int | None = None
@@ -90,8 +95,8 @@ def stats_line(r: RunResult) -> str:
     u = r.usage or {}
     tin = int(u.get("input_tokens") or 0) + int(u.get("cache_read_input_tokens") or 0) + int(u.get("cache_creation_input_tokens") or 0)
     tout = int(u.get("output_tokens") or 0)
-    # Claude Code prices every model as Claude; for other backends its figure means nothing.
-    cost = "n/a" if r.costUsd is None or (r.backend not in (None, "anthropic", "passthrough")) else f"${r.costUsd:.4f}"
+    # Claude Code prices every model as Claude: a Kimi run's cost is kimi-acp's (see pricing.py).
+    cost = describe(r.costUsd, r.costSource)
     parts = [
         f"runtime {_human_duration(r.durationMs)}",
         f"tokens {_human_tokens(tin + tout)} (in {_human_tokens(tin)} / out {_human_tokens(tout)})",

@@ -15,9 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .backends import PASSTHROUGH, PASSTHROUGH_BACKEND, Backend
+from .backends import ONE_M_SUFFIX, PASSTHROUGH, PASSTHROUGH_BACKEND, Backend
 from .config import SECTION, Config
+from .default_plugins.kimi import MOONSHOT_REFUSAL
 from .errors import UnknownNameError
+
+MOONSHOT_PROVIDER_IDS = ("moonshot", "moonshotai", "moonshot-ai")
+"""OpenClaw's Moonshot provider and its aliases: Moonshot's OpenAI-compatible API, not Kimi Code."""
 
 Rule = Literal["explicit", "session", "agent", "target", "global", "passthrough"]
 
@@ -35,11 +39,27 @@ class Route:
     def name(self) -> str:
         return self.backend.name
 
+    @property
+    def model_ref(self) -> str:
+        """A model ref that routes to exactly this backend and model again (what the OpenClaw
+        hook hands on as the spawn's ``model``): ``kimi/k3``, ``kimi/k3[1m]`` for a 1M-window
+        route, the backend's name when it has no model, ``passthrough``."""
+        if self.backend.passthrough:
+            return PASSTHROUGH
+        if not self.model:
+            return self.name
+        info = self.backend.model_info(self.model)
+        return f"{self.name}/{self.model}" + (ONE_M_SUFFIX if info is not None and info.one_m_ref else "")
+
 
 def known_refs(cfg: Config) -> list[str]:
+    """The refs to list when a ref is unknown: each backend's models (legacy ids last), its
+    name, the aliases, ``passthrough``."""
     refs: list[str] = []
     for b in cfg.backends.values():
-        ids = [m.id for m in b.models] or ([b.model] if b.model else [])
+        current = [m.id for m in b.models if not m.legacy]
+        legacy = [m.id for m in b.models if m.legacy]
+        ids = [*current, *legacy] or ([b.model] if b.model else [])
         refs.extend(f"{b.name}/{i}" for i in ids)
         refs.append(b.name)
     refs.extend(sorted(cfg.alias_names.get(a, a) for a in cfg.aliases))
@@ -47,8 +67,32 @@ def known_refs(cfg: Config) -> list[str]:
     return list(dict.fromkeys(refs))
 
 
+def _provider(cfg: Config, name: str) -> Backend | None:
+    """The backend a ref's provider part names: a backend's own name first, then the other
+    provider ids it answers to (``kimi-coding/…`` and ``kimi-code/…`` are the Kimi backend)."""
+    lowered = name.lower()
+    for b in cfg.backends.values():
+        if b.name.lower() == lowered:
+            return b
+    for b in cfg.backends.values():
+        if lowered in (a.lower() for a in b.provider_aliases):
+            return b
+    return None
+
+
+def _on(backend: Backend, model: str | None) -> tuple[Backend, str | None]:
+    """``model`` on ``backend`` as it is sent (legacy ids mapped, ``[1m]`` made a window)."""
+    return backend.resolve_model(model) if model else backend.resolve_model(None)
+
+
 def resolve_ref(cfg: Config, ref: str, *, _depth: int = 0) -> tuple[Backend, str | None] | None:
-    """The backend and model a model ref names, or ``None`` if it names no backend."""
+    """The backend and model id a model ref names, or ``None`` if it names no backend.
+
+    The model id is the one sent to the backend (``kimi/k2p5`` -> ``kimi-for-coding``); the
+    backend is the configured one, or a copy of it for this model (``kimi/k3[1m]``: ``k3``
+    with its 1M window). A model of another provider (``kimi/kimi-k2.7-code``) is an
+    :class:`UnknownNameError` saying what to use.
+    """
     ref = ref.strip()
     if not ref:
         return None
@@ -57,25 +101,37 @@ def resolve_ref(cfg: Config, ref: str, *, _depth: int = 0) -> tuple[Backend, str
     alias = cfg.aliases.get(ref.lower())
     if alias and _depth < 3 and alias.lower() != ref.lower():
         return resolve_ref(cfg, alias, _depth=_depth + 1)
-    lowered = {name.lower(): b for name, b in cfg.backends.items()}
     if "/" in ref:
         provider, model = ref.split("/", 1)
-        b = lowered.get(provider.lower())
+        b = _provider(cfg, provider)
         if b is not None:
-            return b, (model or b.model)
+            return _on(b, model or None)
         return None
-    if ref.lower() in lowered:
-        b = lowered[ref.lower()]
-        return b, b.model
+    b = _provider(cfg, ref)
+    if b is not None:
+        return _on(b, None)
+    bare = ref[: -len(ONE_M_SUFFIX)] if ref.lower().endswith(ONE_M_SUFFIX) else ref
     for b in cfg.backends.values():
-        if ref == b.model or any(ref == m.id for m in b.models):
-            return b, ref
+        if bare == b.model or any(bare == m.id for m in b.models) or bare.lower() in (a.lower() for a in b.model_aliases):
+            return _on(b, ref)
+    return None
+
+
+def foreign_ref(cfg: Config, ref: str) -> str | None:
+    """Why ``ref`` names a model kimi-acp cannot run Claude Code on (a ``moonshot/…`` ref:
+    Moonshot's OpenAI-compatible API is not Kimi Code), or None."""
+    provider = ref.strip().split("/", 1)[0].lower() if "/" in ref else ""
+    if provider in MOONSHOT_PROVIDER_IDS and _provider(cfg, provider) is None:
+        return MOONSHOT_REFUSAL.format(ref=ref.strip())
     return None
 
 
 def require_ref(cfg: Config, ref: str, what: str = "model") -> tuple[Backend, str | None]:
     found = resolve_ref(cfg, ref)
     if found is None:
+        why = foreign_ref(cfg, ref)
+        if why:
+            raise UnknownNameError(why, hint="name a Kimi Code model, e.g. kimi/k3")
         raise UnknownNameError(f"unknown {what} '{ref}' (known: {', '.join(known_refs(cfg))})")
     return found
 
@@ -133,11 +189,16 @@ def resolve(
     for ref, origin in ((session_model, "OpenClaw /model"), (stored_session_model, "kimi-acp model")):
         if not ref:
             continue
-        found = resolve_ref(cfg, ref)
+        try:
+            found = resolve_ref(cfg, ref)
+        except UnknownNameError as exc:  # the chat's model, not a spawn's: say why, route on
+            notes.append(f"session choice '{ref}' ({origin}) is not used for spawns: {exc}")
+            continue
         if found:
             b, m = found
             return Route(b, m, "session", f"session {session_key or '?'} chose '{ref}' ({origin})", ref, tuple(notes))
-        notes.append(f"session choice '{ref}' ({origin}) names no backend; ignored")
+        why = foreign_ref(cfg, ref)
+        notes.append(f"session choice '{ref}' ({origin}) " + (f"is not used for spawns: {why}" if why else "names no backend; ignored"))
 
     if requester_agent:
         route = s.agents.get(requester_agent)

@@ -602,12 +602,16 @@ class Spawner:
             result=(summary.text if summary is not None else "") or "",
             error=error,
             usage=(summary.usage if summary is not None else {}) or {},
-            costUsd=summary.cost_usd if summary is not None else None,
             durationMs=duration,
             sessionId=(summary.session_id if summary is not None else None) or state.session_id,
             numTurns=summary.num_turns if summary is not None else state.turns,
             exitCode=exit_code,
         )
+        from .pricing import run_cost
+
+        result.costUsd, result.costSource = run_cost(  # Claude Code's figure prices every model as Claude
+            self.config.backends.get(rec.backend or ""), rec.model, result.usage,
+            summary.cost_usd if summary is not None else None)
         if req.cleanup == "delete":  # OpenClaw: drop the child session when done; no transcript is kept
             result.transcript = None
         entries = outbox_entries(result, self.config.settings, expects_completion=req.expectsCompletionMessage)
@@ -621,6 +625,7 @@ class Spawner:
                 error=error,
                 usage=result.usage,
                 cost_usd=result.costUsd,
+                cost_source=result.costSource,
                 duration_ms=duration,
                 claude_session_id=result.sessionId,
                 num_turns=result.numTurns,
@@ -735,6 +740,7 @@ def result_from_record(rec: Any, store: Any) -> RunResult:
         reason=rec.reason,
         usage=rec.usage or {},
         costUsd=rec.cost_usd,
+        costSource=rec.cost_source,
         durationMs=rec.duration_ms,
         sessionId=rec.claude_session_id,
         numTurns=rec.num_turns,

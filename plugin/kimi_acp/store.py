@@ -122,13 +122,14 @@ class RunRecord:
     result_text: str | None = None
     error: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
-    cost_usd: float | None = None
+    cost_usd: float | None = None  # what the run cost, priced by cost_source (see pricing.py)
     duration_ms: int | None = None
     claude_session_id: str | None = None
     num_turns: int | None = None
     cancel_requested: bool = False
     expects_completion: bool = True
     claude_code_version: str | None = None  # from the run's system/init event
+    cost_source: str | None = None  # who priced cost_usd: kimi-acp (the model's cost) or claude-code
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (for ``--json`` output and reports)."""
@@ -468,6 +469,7 @@ class Store:
         error: str | None = None,
         usage: dict[str, Any] | None = None,
         cost_usd: float | None = None,
+        cost_source: str | None = None,
         duration_ms: int | None = None,
         claude_session_id: str | None = None,
         num_turns: int | None = None,
@@ -480,7 +482,7 @@ class Store:
         now = time.time()
         values = {
             "status": status, "ended_at": ended_at if ended_at is not None else now, "exit_code": exit_code,
-            "result_text": result_text, "error": error, "usage": usage or {}, "cost_usd": cost_usd,
+            "result_text": result_text, "error": error, "usage": usage or {}, "cost_usd": cost_usd, "cost_source": cost_source,
             "duration_ms": duration_ms, "claude_session_id": claude_session_id, "num_turns": num_turns,
         }
         sets = ", ".join(f"{n} = ?" for n in values)

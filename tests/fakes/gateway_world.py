@@ -15,6 +15,7 @@ from typing import Any
 from kimi_acp.store import Store
 from kimi_acp.stub.agent_model import COMPLETION, AgentModel, Seen
 from kimi_acp.stub.openclaw_gateway import Gateway, openclaw_bin
+from kimi_acp.stub.openclaw_plugins import load_stand_ins
 from kimi_acp.stub.server import StubServer
 
 from .spawning import pids_carrying_run_id
@@ -160,12 +161,16 @@ def make_world(tmp: Path, install_args: list[str], claude: str, configure: Any =
             out = gw.kimi_acp("install", "--config", str(gw.config), *install_args)
             assert out.returncode == 0, out.stdout + out.stderr
             cfg = gw.read_config()
-            # OpenClaw's chat side of provider kimi-code: the scripted model (the parent keeps
-            # calling tools after /model kimi-code/kimi-k2.5); kimi-acp's side: the Kimi stub.
-            cfg["models"]["providers"]["kimi-code"]["baseUrl"] = model.url
+            # OpenClaw's chat side of provider kimi: the scripted model (the parent keeps calling
+            # tools after /model kimi/k3); kimi-acp's side: the Kimi stub.
+            cfg["models"]["providers"]["kimi"]["baseUrl"] = model.url
             section = cfg["plugins"]["entries"]["kimi-acp"].setdefault("config", {})
-            section["backends"] = {"kimi": {"baseUrl": kimi.base_url}, "kimi-code": {"baseUrl": kimi.base_url}}
+            section["backends"] = {"kimi": {"baseUrl": kimi.base_url}}
             section["limits"] = {"graceSeconds": 2}
+            # OpenClaw's own Kimi and Moonshot plugins, which an online gateway with provider kimi
+            # and KIMI_API_KEY installs at its first start: local stand-ins (stub/openclaw_plugins),
+            # loaded the way an installed plugin is, so this offline gateway looks nothing up.
+            load_stand_ins(cfg)
             if configure is not None:
                 configure(cfg)
             gw.config.write_text(json.dumps(cfg, indent=2))

@@ -2,11 +2,14 @@
 
 Checks what the user's spawns will use, in order: the config loads; routing (the global
 default and each agent with a rule, or the one ``--agent``/``--model`` picks; a failure when a
-Kimi key is set but nothing routes to Kimi); for each backend used: its base URL (no ``/v1``
-suffix), its key, and unless ``--offline`` a live probe (a tiny streaming
-``POST {baseUrl}/v1/messages`` sent the way Claude Code sends it: Kimi refuses other user
-agents with 403); Claude Code is found; the report path (gateway URL, hooks token, reachable);
-the state dir; Claude Code settings files that set backend variables.
+Kimi key is set but nothing routes to Kimi) and what each route's model gets (window, output,
+thinking efforts, price); for each backend used: its base URL (no ``/v1`` suffix), its key, and
+unless ``--offline`` a live probe (a tiny streaming ``POST {baseUrl}/v1/messages`` sent the way
+Claude Code sends it: Kimi refuses other user agents with 403) and the plan's quota windows
+(Kimi's ``/v1/usages``; a note, never a failure); Claude Code is found; OpenClaw's own Kimi and
+Moonshot plugins (a gateway that needs one it lacks looks it up at every start: what that costs
+offline, and the fix); the report path (gateway URL, hooks token, reachable); the state dir;
+Claude Code settings files that set backend variables.
 
 Exit code: 2 bad config, 4 Claude Code not found, 3 missing key (the first of these that
 fails), 1 any other failed check, 0 all passed.
@@ -183,7 +186,7 @@ def routing_check(cfg: Any, routes: list[tuple[str, Any]], environ: Any) -> Chec
     if key_vars and all(r.backend.passthrough for _, r in routes):
         return Check("routing", False, f"{key_vars[0]} is set, but no spawn goes to Kimi ({shown})",
                      "route spawns to Kimi: `kimi-acp install --global` (every spawn) or `kimi-acp install --agent ID` "
-                     "(one agent), or /model kimi/kimi-k2.5 in a session")
+                     "(one agent), or /model kimi/kimi-for-coding in a session")
     return Check("routing", True, shown)
 
 
@@ -217,6 +220,112 @@ def report_checks(cfg: Any, environ: Any, *, offline: bool, timeout: float, tran
     return out
 
 
+def model_check(route: Any, who: str) -> Check | None:
+    """What a route's model gets: its window (and how to get a larger one), output limit,
+    thinking efforts and price (see :func:`describe_model`)."""
+    if route.backend.passthrough or not route.model:
+        return None
+    return Check("model", True, f"{who}: {route.name}/{route.model}: {describe_model(route.backend, route.model)}",
+                 subject=route.name)
+
+
+def describe_model(backend: Any, model: str) -> str:
+    """``context 262,144 (1,048,576 with kimi/k3[1m], or contextWindow in openclaw.json), max
+    output 128,000, thinking effort low/high/max, $3/$0.30/$15 per million tokens``."""
+    from ..environment import CLAUDE_CODE_MAX_OUTPUT_CAP
+
+    info = backend.model_info(model)
+    context = (info.context_window if info and info.context_window else None) or backend.context_window
+    parts = []
+    if context:
+        text = f"context {context:,}"
+        if info is not None and info.max_context_window and info.max_context_window > context:
+            text += (f" ({info.max_context_window:,} if your plan has it: kimi/{model}[1m], or contextWindow "
+                     f"{info.max_context_window} for {model} in openclaw.json)")
+        if info is not None and info.context_tokens:
+            text += f", compacting at {info.context_tokens:,} (contextTokens)"
+        parts.append(text)
+    else:
+        parts.append("context unknown (Claude Code assumes 1,000,000)")
+    out = (info.max_tokens if info and info.max_tokens else None) or backend.max_tokens
+    if out:
+        parts.append(f"max output {min(out, CLAUDE_CODE_MAX_OUTPUT_CAP):,}" + (f" (of {out:,}: Claude Code's cap)" if out > CLAUDE_CODE_MAX_OUTPUT_CAP else ""))
+    if info is not None and info.efforts:
+        parts.append(f"thinking effort {'/'.join(info.efforts)}")
+    if info is not None and info.cost is not None and not info.cost.free:
+        c = info.cost
+        parts.append(f"{_usd(c.input)} in / {_usd(c.cache_read)} cached / {_usd(c.output)} out per million tokens")
+    else:
+        parts.append("no per-token price (your plan's quota)")
+    if info is not None and info.legacy:
+        parts.append("legacy id, sent as is")
+    elif info is None:
+        parts.append(f"not in backend '{backend.name}''s lineup: sent as is")
+    return ", ".join(parts)
+
+
+def _usd(x: float) -> str:
+    return f"${x:.0f}" if float(x).is_integer() else f"${x:.2f}"
+
+
+def plugin_checks(cfg: Any, environ: Any) -> list[Check]:
+    """OpenClaw's own Kimi and Moonshot plugins: a gateway that needs one it does not have looks
+    it up (npm, ClawHub) at every start until it is installed; offline that costs 45-100 s."""
+    from .. import official_plugins
+
+    out: list[Check] = []
+    for plugin in (official_plugins.KIMI_PLUGIN, official_plugins.MOONSHOT_PLUGIN):
+        st = official_plugins.state(plugin, cfg.data, cfg.path, environ)
+        why = ", ".join(st.wanted_by)
+        if st.state == "installed":
+            out.append(Check("plugins", True, f"OpenClaw's {plugin} plugin ({st.package}): installed ({st.where})"))
+        elif st.state == "off":
+            out.append(Check("plugins", True, f"OpenClaw's {plugin} plugin ({st.package}) is off ({st.where}): the gateway "
+                             f"does not look it up, and its providers are off", "if kimi-acp wrote that before (older "
+                             "installs did), `kimi-acp install` removes it; `kimi-acp install --no-plugin-lookups` "
+                             "keeps it", warning=True))
+        elif st.looked_up:
+            out.append(Check(
+                "plugins", True,
+                f"OpenClaw's {plugin} plugin ({st.package}) is not installed, and this gateway needs it ({why}): at every "
+                f"start it looks it up on npm and ClawHub and installs it; online that happens once, offline every start "
+                f"waits 45-100 s and the gateway comes up degraded",
+                f"online: openclaw plugins install {st.package} (once); a gateway without internet: "
+                f"kimi-acp install --no-plugin-lookups (turns OpenClaw's kimi and moonshot plugins off)", warning=True))
+    return out
+
+
+def quota_checks(routes: list[tuple[str, Any]], keys: dict[str, str], *, timeout: float, transport: Any = None) -> list[Check]:
+    """The plan's quota windows of each routed backend that has a quota endpoint (Kimi's
+    ``/v1/usages``, undocumented by Kimi: a failure here is a note, never a failed check)."""
+    from ..errors import KimiAcpError
+    from ..quota import fetch_quota, quota_url
+
+    out: list[Check] = []
+    seen: set[str] = set()
+    for _, route in routes:
+        b = route.backend
+        if b.passthrough or b.name in seen or quota_url(b) is None or b.name not in keys:
+            continue
+        seen.add(b.name)
+        try:
+            windows = fetch_quota(b, keys[b.name], timeout=timeout, transport=transport)
+        except KimiAcpError as exc:
+            out.append(Check("quota", True, f"{b.name}: quota not read: {redact(str(exc))}", subject=b.name, warning=True))
+            continue
+        if not windows:
+            out.append(Check("quota", True, f"{b.name}: the quota endpoint listed no windows", subject=b.name, warning=True))
+            continue
+        low = [w for w in windows if w.exhausted]
+        text = "; ".join(w.describe() for w in windows)
+        if low:
+            out.append(Check("quota", True, f"{b.name}: {text}", f"the {low[0].name} window is used up: runs get 429 until "
+                             f"it resets", subject=b.name, warning=True))
+        else:
+            out.append(Check("quota", True, f"{b.name}: {text}", subject=b.name))
+    return out
+
+
 EXIT_BY_CHECK = {"config": 2, "claude": 4, "key": 3}
 """The exit code when this check fails (the first such failure wins); any other failure is 1."""
 
@@ -243,6 +352,9 @@ def run(args: Any) -> int:
     for who, route in routes:
         checks.append(Check("backend", True, f"{who}: {route.name}" + (f" (model {route.model})" if route.model else "")
                             + f": {route.reason}", subject=route.name))
+        described = model_check(route, who)
+        if described is not None:
+            checks.append(described)
         seen.setdefault(route.name, route)
     keys: dict[str, str] = {}
     for name, route in seen.items():
@@ -283,7 +395,10 @@ def run(args: Any) -> int:
             checks.append(probed)
         else:
             checks.append(Check("probe", False, f"{name}: skipped: no key", skipped=True, subject=name))
+    if not args.offline:
+        checks.extend(quota_checks(routes, keys, timeout=min(args.timeout, 10.0)))
     if cfg is not None:
+        checks.extend(plugin_checks(cfg, os.environ))
         checks.extend(report_checks(cfg, os.environ, offline=args.offline, timeout=min(args.timeout, 10.0)))
     checks.extend(state_checks())
     for name, route in seen.items():

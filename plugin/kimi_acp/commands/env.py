@@ -8,6 +8,7 @@ from typing import Any
 from ..environment import build_child_env
 from ..redact import mask_env
 from .common import load, print_json, route_for
+from .doctor import describe_model
 
 
 OVERRIDE_NOTE = (
@@ -38,6 +39,28 @@ def claude_settings(backend: Any, cwd: str | None) -> list[dict[str, Any]]:
 NO_KEY = "<not set>"
 
 
+def model_json(backend: Any, model: str | None) -> dict[str, Any] | None:
+    """What kimi-acp knows of a route's model (``env --json``'s ``modelInfo``), or None."""
+    from ..environment import CLAUDE_CODE_MAX_OUTPUT_CAP
+
+    if backend.passthrough or not model:
+        return None
+    info = backend.model_info(model)
+    context = (info.context_window if info and info.context_window else None) or backend.context_window
+    out = (info.max_tokens if info and info.max_tokens else None) or backend.max_tokens
+    return {
+        "id": model,
+        "name": info.name if info else None,
+        "contextWindow": context,
+        "maxContextWindow": info.max_context_window if info else None,
+        "maxOutputTokens": min(out, CLAUDE_CODE_MAX_OUTPUT_CAP) if out else None,
+        "efforts": list(info.efforts) if info and info.efforts else None,
+        "cost": info.cost.to_json() if info and info.cost and not info.cost.free else None,
+        "legacy": bool(info and info.legacy),
+        "known": info is not None,
+    }
+
+
 def run(args: Any) -> int:
     """Exit 0, or 3 when the backend's key is missing: routing is still shown in full (with the
     key as ``<not set>``), so it can be checked before a key exists."""
@@ -54,6 +77,18 @@ def run(args: Any) -> int:
             missing, key = exc, NO_KEY
     child = build_child_env(os.environ, route.backend, key=key, model=route.model,
                             secret_names=cfg.secret_names(), secret_values=cfg.secret_values())
+    thinking = getattr(args, "thinking", None)
+    effort, effort_env = (None, {})
+    if thinking and not route.backend.passthrough:
+        from ..harness.command import effort_for
+
+        info = route.backend.model_info(route.model)
+        effort, effort_env = effort_for(thinking, info.efforts if info else None)
+        child.set.update(effort_env)
+    elif thinking:
+        from ..harness.command import effort_for
+
+        effort, effort_env = effort_for(thinking, None)
     shown = child.set if args.reveal else mask_env(child.set)
     if missing is not None:
         shown = {k: (NO_KEY if v == NO_KEY or child.set.get(k) == NO_KEY else v) for k, v in shown.items()}
@@ -64,11 +99,15 @@ def run(args: Any) -> int:
                      f"{base}/v1/messages (a 404 on Kimi); set baseUrl to {base[:-3]}")
     layers = claude_settings(route.backend, getattr(args, "cwd", None))
     override = None if route.backend.passthrough else OVERRIDE_NOTE
+    described = None if route.backend.passthrough or not route.model else describe_model(route.backend, route.model)
     if args.json:
         print_json(
             {
                 "backend": route.name,
                 "model": route.model,
+                "modelRef": route.model_ref,
+                "modelInfo": model_json(route.backend, route.model),
+                **({"thinking": {"level": thinking, "effort": effort, "env": effort_env}} if thinking else {}),
                 "rule": route.rule,
                 "reason": route.reason,
                 "set": shown,
@@ -86,6 +125,12 @@ def run(args: Any) -> int:
         f"reason:  {route.reason}",
         f"config:  {cfg.path if cfg.exists else f'{cfg.path} (not found; built-in presets only)'}",
     ]
+    if described:
+        lines.append(f"model:   {described}")
+    if thinking:
+        lines.append(f"thinking: {thinking} -> " + (f"--effort {effort}" if effort else "no --effort (unknown level)")
+                     + (f" and {', '.join(f'{k}={v}' for k, v in effort_env.items())} (Claude Code cannot send "
+                        "thinking.type disabled: it drops the thinking field)" if effort_env else ""))
     lines += [f"note:    {n}" for n in notes]
     if shown:
         lines.append("set:")

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..redact import mask
     from ..stub.agent_model import COMPLETION, AgentModel
     from ..stub.openclaw_gateway import REPO, Gateway, GatewayError, openclaw_bin
+    from ..stub.openclaw_plugins import load_stand_ins
     from ..stub.server import StubServer
 
     claude = os.environ.get("KIMI_ACP_CLAUDE") or shutil.which("claude")
@@ -70,10 +71,14 @@ def main(argv: list[str] | None = None) -> int:
                 if line.startswith("  added") or line.startswith("  set"):
                     _say("   " + line.strip())
             cfg = gw.read_config()
-            cfg["models"]["providers"]["kimi-code"]["baseUrl"] = model.url  # the chat side stays on this machine
+            cfg["models"]["providers"]["kimi"]["baseUrl"] = model.url  # OpenClaw's chat side stays on this machine
             section = cfg["plugins"]["entries"]["kimi-acp"].setdefault("config", {})
             section["backends"] = {"kimi": {"baseUrl": kimi.base_url}}  # the stub plays Kimi
+            # OpenClaw's own Kimi and Moonshot plugins, which an online gateway installs at its first
+            # start: local stand-ins, so this offline gateway looks nothing up on npm or ClawHub.
+            load_stand_ins(cfg)
             gw.config.write_text(json.dumps(cfg, indent=2) + "\n")
+            _say("   OpenClaw's own kimi and moonshot plugins: local stand-ins (an online gateway installs the real ones)")
             version = gw.openclaw("--version").stdout.strip()
             _say(f"2. openclaw gateway run ({version}, loopback port {gw.port}); its env has a decoy ANTHROPIC_AUTH_TOKEN")
             try:

@@ -100,7 +100,7 @@ def before_tool_call(payload: Any, config_path: str | None = None, *, cfg: Any =
     backend may be there to run it.
     """
     from ..config import load_config
-    from ..routing import PASSTHROUGH, default_target, resolve
+    from ..routing import default_target, resolve
 
     # Fail closed: what cannot be read is refused, never waved through unrouted.
     if not isinstance(payload, dict):
@@ -149,10 +149,7 @@ def before_tool_call(payload: Any, config_path: str | None = None, *, cfg: Any =
     )
     if route.backend.passthrough and not served:
         return {}
-    if route.backend.passthrough:
-        ref = PASSTHROUGH
-    else:
-        ref = f"{route.name}/{route.model}" if route.model else route.name
+    ref = route.model_ref  # kimi/k3, kimi/k3[1m] (a 1M-window route), passthrough
     print(f"kimi-acp hook: {target} -> {ACP_ALIAS} on {ref}: {route.reason}", file=sys.stderr)
     return {"params": {**params, "agentId": ACP_ALIAS, "model": ref}}
 

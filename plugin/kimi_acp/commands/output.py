@@ -19,7 +19,8 @@ from typing import Any
 RUN_KEYS: tuple[str, ...] = (
     "runId", "childSessionKey", "status", "refused", "task", "label", "targetAgentId", "requesterAgentId",
     "requesterSessionKey", "backend", "model", "reason", "cwd", "createdAt", "startedAt", "endedAt", "durationMs",
-    "pid", "exitCode", "result", "error", "usage", "numTurns", "sessionId", "claudeCodeVersion", "delivery",
+    "pid", "exitCode", "result", "error", "usage", "costUsd", "costSource", "numTurns", "sessionId",
+    "claudeCodeVersion", "delivery",
 )
 """The keys of :func:`run_json`, in order (documented in the README)."""
 
@@ -92,6 +93,10 @@ def run_json(rec: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, An
         "result": rec.result_text,
         "error": redact(rec.error) if rec.error else rec.error,
         "usage": rec.usage or {},
+        # kimi-acp's price of the run (usage x the model's cost), or Claude Code's own figure for a
+        # run on Anthropic: costSource says which (see pricing.py); None when no price is known.
+        "costUsd": rec.cost_usd if rec.cost_source else None,
+        "costSource": rec.cost_source,
         "numTurns": rec.num_turns,
         "sessionId": rec.claude_session_id,
         "claudeCodeVersion": rec.claude_code_version,

@@ -101,9 +101,12 @@ def run(args: Any) -> int:
             print("no runs match" if (args.status or args.agent) else "no active runs" + ("" if args.all else " (--all shows finished ones)"))
             return 0
         now = time.time()
-        fixed = 8 + 2 + 12 + 1 + 10 + 1 + 11 + 1 + 5 + 2 + 7 + 2 + 10 + 1
+        # COST only when a listed run has a price (a K3 run; a run on Anthropic): the task keeps its room otherwise
+        priced = any(r.cost_usd is not None and r.cost_source for r in runs)
+        fixed = 8 + 2 + 12 + 1 + 10 + 1 + 11 + 1 + 5 + 2 + 7 + 2 + (8 + 2 if priced else 0) + 10 + 1
         width = max(20, _width() - fixed)
-        print(f"{'RUN':8}  {'STATUS':12} {'AGENT':10} {'BACKEND':11} {'AGE':>5}  {'PID':>7}  {'DELIVERY':10} TASK")
+        cost_head = f"{'COST':>8}  " if priced else ""
+        print(f"{'RUN':8}  {'STATUS':12} {'AGENT':10} {'BACKEND':11} {'AGE':>5}  {'PID':>7}  {cost_head}{'DELIVERY':10} TASK")
         for r in runs:
             status = shown_status(r)
             pid = str(r.pid) if r.status in ("queued", "running") and r.pid else "-"
@@ -111,11 +114,19 @@ def run(args: Any) -> int:
             task = r.label or r.task or ""
             if status in ("refused", "error", "lost") and r.error:
                 task = f"{task} — {r.error}"
+            cost = f"{_cost(r):>8}  " if priced else ""
             print(f"{r.run_id[:8]}  {status:12} {cut(r.requester_agent_id or '-', 10):10} {cut(r.backend or '-', 11):11} "
-                  f"{_age(now - (r.created_at or now)):>5}  {pid:>7}  {delivery:10} {cut(task, width)}")
+                  f"{_age(now - (r.created_at or now)):>5}  {pid:>7}  {cost}{delivery:10} {cut(task, width)}")
         return 0
     finally:
         store.close()
+
+
+def _cost(rec: Any) -> str:
+    """A run's cost for the table: ``$0.0123``, ``-`` when no price is known (a plan's quota)."""
+    if rec.cost_usd is None or not rec.cost_source:
+        return "-"
+    return f"${rec.cost_usd:.4f}" if rec.cost_usd < 1000 else f"${rec.cost_usd:.0f}"
 
 
 def show(args: Any) -> int:
@@ -147,6 +158,10 @@ def show(args: Any) -> int:
         ]
         if out["durationMs"] is not None:
             lines.append(f"duration:   {out['durationMs'] / 1000:.1f}s, {out['numTurns'] or 0} turns")
+        if out["usage"]:
+            lines.append(f"usage:      {_usage_line(out['usage'])}")
+        if out["endedAt"]:
+            lines.append(f"cost:       {_cost_line(out)}")
         if out["pid"]:
             lines.append(f"pid:        {out['pid']}")
         lines.append(f"delivery:   {_delivery_line(d, out)}")
@@ -159,6 +174,27 @@ def show(args: Any) -> int:
         return 0
     finally:
         store.close()
+
+
+def _usage_line(u: dict[str, Any]) -> str:
+    def n(key: str) -> int:
+        v = u.get(key)
+        return v if isinstance(v, int) else 0
+
+    return (f"{n('input_tokens')} in, {n('cache_read_input_tokens')} cached in, "
+            f"{n('cache_creation_input_tokens')} cache-write in, {n('output_tokens')} out (tokens)")
+
+
+def _cost_line(out: dict[str, Any]) -> str:
+    from ..pricing import CLAUDE_CODE, KIMI_ACP
+
+    if out["costUsd"] is None:
+        return "n/a (no per-token price for this model: a plan's quota, or set its cost in openclaw.json)"
+    if out["costSource"] == KIMI_ACP:
+        return f"${out['costUsd']:.4f} (priced by kimi-acp from the model's cost per million tokens)"
+    if out["costSource"] == CLAUDE_CODE:
+        return f"${out['costUsd']:.4f} (Claude Code's own figure, at Anthropic's prices)"
+    return f"${out['costUsd']:.4f}"
 
 
 def _delivery_line(d: dict[str, Any], out: dict[str, Any]) -> str:

@@ -26,10 +26,11 @@ class ClaudeCodeHarness:
 
     @hookimpl(trylast=True)
     def kimi_acp_spawn_env(self, request: Any, backend: Any) -> dict[str, str] | None:
-        from ..harness.command import permission_args
+        from ..harness.command import effort_for, permission_args
 
         _, env = permission_args(self.mode(request), allow_root_bypass=self.settings.allowRootBypass)
-        return env or None
+        _, effort_env = effort_for(request.thinking, _efforts(request, backend))
+        return {**env, **effort_env} or None
 
     def mode(self, request: Any) -> str:
         """The run's permission mode: the request's (a session's /acp set-mode, an agent's
@@ -48,5 +49,12 @@ class ClaudeCodeHarness:
             allow_root_bypass=self.settings.allowRootBypass,
             extra_args=self.settings.args,
             thinking=request.thinking,
+            efforts=_efforts(request, backend),
         )
         return argv
+
+
+def _efforts(request: Any, backend: Any) -> tuple[str, ...] | None:
+    """The effort values the run's model accepts (K3: low, high, max), or None when unknown."""
+    info = backend.model_info(request.model) if backend is not None and not backend.passthrough else None
+    return info.efforts if info is not None else None

@@ -91,7 +91,8 @@ def permission_args(mode: PermissionMode, *, allow_root_bypass: bool) -> tuple[l
     return ["--permission-mode", chosen], env
 
 
-# OpenClaw's thinking levels -> Claude Code's --effort (low, medium, high, xhigh, max).
+# OpenClaw's thinking levels -> Claude Code's --effort (low, medium, high, xhigh, max), for a
+# model whose effort set kimi-acp does not know (Claude Code sends the value verbatim).
 EFFORT_BY_THINKING = {
     "off": "low",
     "minimal": "low",
@@ -101,6 +102,43 @@ EFFORT_BY_THINKING = {
     "xhigh": "xhigh",
     "max": "max",
 }
+
+EFFORT_ORDER = ("low", "medium", "high", "xhigh", "max")
+"""Claude Code's effort values, weakest first."""
+
+# OpenClaw's levels as a wanted effort, for a model with a known effort set (adaptive is
+# OpenClaw's "let the model decide", which Kimi's provider sends as high).
+_WANTED = {"minimal": "low", "low": "low", "medium": "medium", "adaptive": "high", "high": "high", "xhigh": "xhigh", "max": "max"}
+
+DISABLE_THINKING = {"CLAUDE_CODE_DISABLE_THINKING": "1"}
+"""What ``off`` adds for a model with a known effort set: Claude Code then drops the request's
+``thinking`` field. It cannot send ``thinking: {type: "disabled"}`` (OpenClaw's Kimi provider
+does), and it still sends an effort, so the weakest one the model accepts goes with it."""
+
+
+def effort_for(thinking: str | None, efforts: Sequence[str] | None = None) -> tuple[str | None, dict[str, str]]:
+    """The ``--effort`` value for OpenClaw's thinking level ``thinking`` and the env it needs.
+
+    ``efforts`` is the set the model accepts (K3: low, high, max); each level then maps to the
+    weakest accepted effort at least as strong as the level, else the strongest (as OpenClaw's
+    Kimi provider maps them: minimal/low -> low, medium/high/adaptive -> high, xhigh/max -> max),
+    and ``off`` to :data:`DISABLE_THINKING` with the weakest effort. Without ``efforts`` (an
+    unknown model) the level maps by :data:`EFFORT_BY_THINKING`. Unknown levels: ``(None, {})``.
+    """
+    level = (thinking or "").strip().lower()
+    if not efforts:
+        return EFFORT_BY_THINKING.get(level), {}
+    accepted = [e for e in EFFORT_ORDER if e in efforts]
+    if not accepted:
+        return EFFORT_BY_THINKING.get(level), {}
+    if level == "off":
+        return accepted[0], dict(DISABLE_THINKING)
+    wanted = _WANTED.get(level)
+    if wanted is None:
+        return None, {}
+    rank = EFFORT_ORDER.index(wanted)
+    stronger = [e for e in accepted if EFFORT_ORDER.index(e) >= rank]
+    return (stronger[0] if stronger else accepted[-1]), {}
 
 
 def build_argv(
@@ -113,11 +151,13 @@ def build_argv(
     allow_root_bypass: bool = False,
     extra_args: Sequence[str] = (),
     thinking: str | None = None,
+    efforts: Sequence[str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The argv of one headless Claude Code run, and the extra env it needs.
 
     ``thinking`` is OpenClaw's thinking level (``off``, ``minimal``, ``low``, ``medium``,
-    ``high``, ``xhigh``), mapped onto Claude Code's ``--effort``; unknown levels are ignored.
+    ``high``, ``adaptive``, ``xhigh``, ``max``), mapped onto Claude Code's ``--effort`` by
+    :func:`effort_for` with the model's accepted ``efforts``; unknown levels are ignored.
 
     The task is not a parameter on purpose: it goes on stdin. ``resume`` continues an earlier
     Claude session (same cwd only); otherwise ``session_id`` fixes the new session's id.
@@ -129,9 +169,10 @@ def build_argv(
     argv = [claude, "-p", "--output-format", "stream-json", "--verbose", *perm]
     if model:
         argv += ["--model", model]
-    effort = EFFORT_BY_THINKING.get((thinking or "").strip().lower())
+    effort, effort_env = effort_for(thinking, efforts)
     if effort:
         argv += ["--effort", effort]
+    env.update(effort_env)
     if resume:
         argv += ["--resume", resume]
     elif session_id:

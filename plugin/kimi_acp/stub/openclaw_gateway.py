@@ -99,6 +99,8 @@ class Gateway:
             },
             "agents": {"defaults": {"model": "fake/fake-model"}},
         }
+        # loopback only: no hosted model catalog refresh (docs/gateway/config-runtime.md)
+        data["models"]["catalogRefresh"] = {"enabled": False}
         if agents:
             data["agents"]["entries"] = {a: {} for a in agents}
             if len(agents) > 1:

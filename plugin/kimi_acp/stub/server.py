@@ -10,6 +10,9 @@ It speaks the Anthropic Messages API the way Kimi does:
   and a coding-agent User-Agent (``claude-cli/``, ``claude-code/``, ``Kilo-Code/``), else 403
   ``access_terminated_error``. The response ``model`` is always ``kimi-for-coding``.
 * ``POST <base>/v1/messages/count_tokens`` answers ``{"input_tokens": N}``.
+* ``GET <base>/v1/usages`` answers the plan's quota windows in the shape Kimi's clients read
+  (see ``kimi_acp/quota.py``), with ``Authorization: Bearer <key>`` (else 401);
+  ``StubServer.usages`` sets the answer (default: a weekly window and a 5-hour one).
 * ``HEAD`` anything answers 200; every other path is a 404 with an Anthropic error body, as
   Kimi answers it: ``/v1/messages`` without the base path, or ``<base>/v1/v1/messages`` (a
   base URL that ends in ``/v1``), are 404s, so a wrong base URL fails here as it would there.
@@ -410,6 +413,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
             elif self.command == "GET" and route == "/_stub/requests":
                 self._send_json(200, [r.to_debug() for r in self.stub.requests])
+            elif self.command == "GET" and route in self.stub.routes("/v1/usages"):
+                self._usages(rec)
             elif self.command == "POST" and route in self.stub.routes("/v1/messages/count_tokens"):
                 if self._gate(rec):
                     self._send_json(200, {"input_tokens": _estimate_tokens(rec.raw_body)})
@@ -433,6 +438,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(403, error_body("access_terminated_error", AGENT_MESSAGE))
             return False
         return True
+
+    def _usages(self, rec: RecordedRequest) -> None:
+        """Kimi's quota endpoint: a Bearer key (as Kimi's clients send it), then the windows."""
+        key = self.stub.key
+        scheme, _, token = rec.headers.get("authorization", "").partition(" ")
+        if key is not None and (scheme.lower() != "bearer" or token != key):
+            self._send_json(401, error_body("authentication_error", AUTH_MESSAGE))
+            return
+        payload = self.stub.usages
+        if payload is None:
+            from ..quota import usages_payload
+
+            payload = usages_payload()
+        self._send_json(200, payload)
 
     def _messages(self, rec: RecordedRequest) -> None:
         if rec.body is None:
@@ -605,6 +624,7 @@ class StubServer:
         self.scenario = scenario.strip()
         self.reply = reply
         self.require_agent = require_agent
+        self.usages: Any = None  # the answer of GET <base>/v1/usages; None: quota.usages_payload()
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Condition()
         self._counters: dict[str, int] = {}
