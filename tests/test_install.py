@@ -365,6 +365,8 @@ def test_without_acpx_kimi_acp_is_the_gateways_acp_backend(tmp_path: Path, ext_d
     assert "acpx" not in d["plugins"]["entries"]  # nothing that makes the gateway look for acpx on npm
     assert d["agents"]["entries"] == {
         "main": {}, "coder": {}, "kimi-acp": {"runtime": {"type": "acp", "acp": {"agent": "kimi-acp", "backend": "kimi-acp"}}},
+        # /acp spawn claude opens a session on a roster agent: messages into it reach Claude Code
+        "claude": {"runtime": {"type": "acp", "acp": {"agent": "claude", "backend": "kimi-acp"}}},
     }
     assert d["agents"]["ownership"] == "explicit"
     assert "// a fresh OpenClaw: one chat model, two agents, no acpx" in p.read_text()

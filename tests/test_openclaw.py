@@ -267,7 +267,11 @@ def test_the_bridge_routes_per_requester_and_fails_closed(openclaw: Path, ext: P
     out = json.loads(proc.stdout.strip().splitlines()[-1])
 
     assert out["id"] == "kimi-acp"
-    assert out["registered"] == [{"name": "before_tool_call", "opts": {"matcher": ["sessions_spawn"]}}]
+    assert out["registered"] == [
+        {"name": "before_tool_call", "opts": {"matcher": ["sessions_spawn"]}},
+        {"name": "before_dispatch"},
+        {"name": "reply_dispatch", "opts": {"eligibleDispatchKinds": ["acp"]}},
+    ]
     # coder is configured for Kimi: its spawn of claude goes to kimi-acp on kimi/kimi-for-coding
     assert out["coder"] == {"params": {"runtime": "acp", "task": "x", "agentId": "kimi-acp", "model": "kimi/kimi-for-coding"}}
     # writer is not: passthrough, the spawn is left alone

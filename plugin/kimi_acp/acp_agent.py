@@ -349,7 +349,7 @@ class KimiAcpAgent:
             known = ", ".join([MODEL_OPTION, *THINKING_OPTIONS, TIMEOUT_OPTION, *PERMISSION_OPTIONS])
             raise self.acp.RequestError.invalid_params({"message": f"unknown config option {config_id!r}; kimi-acp has {known}"})
         if not isinstance(value, str) or not value.strip():
-            raise self.acp.RequestError.invalid_params({"message": "the model option takes a model ref, e.g. kimi/kimi-k2.5"})
+            raise self.acp.RequestError.invalid_params({"message": "the model option takes a model ref, e.g. kimi/k3 or kimi/kimi-for-coding"})
         self._set_model(session, value.strip())
         return self.acp.schema.SetSessionConfigOptionResponse(config_options=self._config_options(session))
 

@@ -21,6 +21,10 @@ What it adds (each only when missing; values it owns are updated in place):
 - the ACP target agent ``agents.entries["kimi-acp"]`` (``runtime: {type: "acp", acp: {agent:
   "kimi-acp", backend: "kimi-acp"}}``), with ``main: {}`` beside it when there was no roster,
   and ``agents.ownership: "explicit"`` when OpenClaw needs it;
+- ``agents.entries.claude`` (``runtime: {type: "acp", acp: {agent: "claude", backend:
+  "kimi-acp"}}``) when kimi-acp is the gateway's ACP backend and the roster has no ``claude``:
+  ``/acp spawn claude`` then opens a session that messages reach (OpenClaw dispatches a message
+  into an ACP session only when its agent is on the roster);
 - ``acp.backend: "kimi-acp"`` when no ACP backend is configured and the user has no acpx; with
   the user's acpx, the acpx alias ``plugins.entries.acpx.config.agents["kimi-acp"]`` (command:
   this installation's ``kimi-acp acp``) instead; an acpx entry an older install wrote is removed;
@@ -77,6 +81,8 @@ KIMI_PROVIDER_IDS = ("kimi", "kimi-code", "kimi-coding")
 OFFICIAL_PLUGINS = ("kimi", "moonshot")  # OpenClaw's own: never disabled unless --no-plugin-lookups asks
 BACKEND_ID = "kimi-acp"  # the ACP runtime backend the extension registers
 AGENT_ENTRY = {"runtime": {"type": "acp", "acp": {"agent": ACP_ALIAS, "backend": BACKEND_ID}}}
+CLAUDE_AGENT = "claude"  # the harness id users type: /acp spawn claude
+CLAUDE_ENTRY = {"runtime": {"type": "acp", "acp": {"agent": CLAUDE_AGENT, "backend": BACKEND_ID}}}
 _K3_COST = {"input": 3, "output": 15, "cacheRead": 0.3, "cacheWrite": 0}
 PROVIDER = {
     "baseUrl": "https://api.kimi.com/coding",
@@ -744,6 +750,10 @@ def plan_install(path: Path, opts: Options, record: Record) -> Outcome:
             changes.append(f"removed {_dotted(acpx)} (written by an older kimi-acp install; acpx is not installed)")
         if not doc.has(("acp", "backend")):
             ensure(("acp", "backend"), BACKEND_ID, overwrite=False)
+        if doc.get(("acp", "backend")) == BACKEND_ID and not doc.has(("agents", "entries", CLAUDE_AGENT)) and isinstance(doc.get(("agents", "entries")), dict):
+            # `/acp spawn claude` opens agent:claude:acp:<uuid>; messages into it (chat.send, a bound
+            # thread) only reach a session whose agent is on the roster: claude, on kimi-acp.
+            ensure(("agents", "entries", CLAUDE_AGENT), CLAUDE_ENTRY, overwrite=False)
     backend_now = doc.get(("acp", "backend"))
     if isinstance(backend_now, str) and backend_now not in (BACKEND_ID, "acpx"):
         notes.append(f'acp.backend is "{backend_now}": the gateway sends every ACP turn there, kimi-acp\'s included; set it to "{BACKEND_ID}" or remove it')

@@ -76,7 +76,7 @@ def build_manifest() -> dict[str, Any]:
         "name": "kimi-acp",
         "version": __version__,
         "description": (
-            "Runs OpenClaw's ACP spawns of Claude Code on Kimi's Anthropic-compatible API (Kimi K2.5), "
+            "Runs every Claude Code session OpenClaw starts over ACP on Kimi Code's Anthropic-compatible API (K3, kimi-for-coding), "
             "per agent or globally, and reports every result back to the session that asked."
         ),
         # OpenClaw 2026.9+ imports a plugin at gateway start only when it says so; without it the

@@ -408,6 +408,8 @@ class OpenClawBackend:
                 patch["modelProvider"] = result.backend
             if result.model:
                 patch["model"] = result.model
+            if getattr(result, "costSource", None) == "kimi-acp" and result.costUsd is not None:
+                patch["estimatedCostUsd"] = result.costUsd  # priced by kimi-acp from the model's cost, never Claude Code's Anthropic figure
             out["sessionPatch"] = patch
         if result.status == "cancelled" and session.requester_session:
             seconds = f"{result.durationMs / 1000:.0f} s" if result.durationMs is not None else "a while"

@@ -29,7 +29,7 @@ class BackendSettings(_Strict):
     baseUrl: str | None = Field(None, description="Anthropic-compatible base URL; Claude Code appends /v1/messages (do not add /v1).")
     apiKey: SecretStr | None = Field(None, description='The key itself or a reference like "${KIMI_API_KEY}". Prefer apiKeyEnv.')
     apiKeyEnv: str | None = Field(None, description="Name of the environment variable that holds the key.")
-    model: str | None = Field(None, description="Model id sent in requests (ANTHROPIC_MODEL), e.g. kimi-k2.5.")
+    model: str | None = Field(None, description="Model id sent in requests (ANTHROPIC_MODEL), e.g. kimi-for-coding or k3.")
     opusModel: str | None = Field(None, description="ANTHROPIC_DEFAULT_OPUS_MODEL; defaults to model.")
     sonnetModel: str | None = Field(None, description="ANTHROPIC_DEFAULT_SONNET_MODEL; defaults to model.")
     haikuModel: str | None = Field(None, description="ANTHROPIC_DEFAULT_HAIKU_MODEL and ANTHROPIC_SMALL_FAST_MODEL; defaults to model.")
