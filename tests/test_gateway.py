@@ -194,8 +194,10 @@ def test_acp_cwd_and_set_mode_apply_to_that_sessions_next_turn(per_agent: World,
     child = CHILD["key"]
     folder = tmp_path / "project"
     folder.mkdir()
-    assert "cwd" in w.say("agent:coder:main", f"/acp cwd {child} {folder}").lower()
-    assert "plan" in w.say("agent:coder:main", f"/acp set-mode {child} plan")
+    said = w.say("agent:coder:main", f"/acp cwd {folder} {child}")
+    assert "cwd" in said.lower() and "error" not in said.lower(), said
+    said = w.say("agent:coder:main", f"/acp set-mode plan {child}")
+    assert "plan" in said and "error" not in said.lower(), said
     w.say(child, "where are you now?")
     run = [r for r in runs(w.state) if r["label"] == child][-1]
     assert run["cwd"] == str(folder.resolve()) and run["status"] == "ok"
@@ -203,7 +205,7 @@ def test_acp_cwd_and_set_mode_apply_to_that_sessions_next_turn(per_agent: World,
                 if '"subtype":"init"' in line.replace(" ", ""))
     assert init["permissionMode"] == "plan" and init["cwd"] == str(folder.resolve())
     assert "pelican" in json.dumps(w.kimi.messages_requests()[-1].body["messages"])  # its conversation followed it
-    bad = w.say("agent:coder:main", f"/acp permissions {child} yolo")
+    bad = w.say("agent:coder:main", f"/acp permissions yolo {child}")
     assert "unknown permission mode 'yolo'" in bad
 
 
