@@ -125,8 +125,10 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
     key = None if route.backend.passthrough else route.backend.resolve_key(environ)
     harness = settings.harness
     _, perm_env = permission_args(harness.permissionMode, allow_root_bypass=harness.allowRootBypass)
+    target = request.get("agentId") or default_target(cfg)
     child = build_child_env(environ, route.backend, key=key, model=route.model, request_env=request.get("env") or {},
-                            plugin_env=[perm_env or None], secret_names=cfg.secret_names(), secret_values=cfg.secret_values())
+                            plugin_env=[perm_env or None], secret_names=cfg.secret_names(), secret_values=cfg.secret_values(),
+                            pass_names=cfg.pass_env(backend=route.name, requester=agent, target=target))
     argv, _ = build_argv(
         ClaudeCodeHarness(harness).claude(),
         model=route.model,

@@ -426,7 +426,8 @@ class Spawner:
             routed = req.model_copy(update={"model": route.model})
             plugin_env = self.pm.hook.kimi_acp_spawn_env(request=routed, backend=route.backend)
             child = build_child_env(self.environ, route.backend, key=key, model=route.model, request_env=req.env, plugin_env=plugin_env,
-                                    secret_names=self.config.secret_names(), secret_values=self.config.secret_values())
+                                    secret_names=self.config.secret_names(), secret_values=self.config.secret_values(),
+                                    pass_names=self.config.pass_env(backend=route.name, requester=ctx.requesterAgentId, target=target))
             argv = self.pm.hook.kimi_acp_harness_command(request=routed, backend=route.backend)
             if not argv:
                 raise KimiAcpError("no harness answered kimi_acp_harness_command")
