@@ -37,6 +37,7 @@ class Prestarted:
     slot_fd: int | None
     slots: Any = field(repr=False, default=None)
     adopted: bool = False
+    release: Any = field(repr=False, default=None)  # its release pipe (supervisor.Launch)
 
     def matches(self, spec: Any) -> bool:
         return (
@@ -47,9 +48,9 @@ class Prestarted:
             and spec.cwd == self.cwd
         )
 
-    def adopt(self) -> tuple[Any, int | None]:
+    def adopt(self) -> tuple[Any, int | None, Any]:
         self.adopted = True
-        return self.process, self.slot_fd
+        return self.process, self.slot_fd, self.release
 
     async def discard(self) -> None:
         """Kill and reap the early process (if nobody adopted it) and free its slot."""
@@ -60,6 +61,8 @@ class Prestarted:
         from .supervisor import kill_process_group
 
         self.adopted = True
+        if self.release is not None:
+            self.release()
         with anyio.CancelScope(shield=True):
             kill_process_group(self.process.pid)
             await self.process.aclose()
@@ -96,7 +99,7 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
     from .environment import build_child_env
     from .harness.command import build_argv, permission_args
     from .routing import check_agent, default_target, resolve
-    from .supervisor import RUN_ID_ENV, ProcessSlots, launch_argv
+    from .supervisor import Launch, ProcessSlots, orphan_payload
 
     environ = dict(os.environ)
     cfg = load_config(config_path, environ=environ)
@@ -157,15 +160,28 @@ async def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_
         except BaseException:
             slots.release(slot_fd)
             raise
+    launch = None
     try:
-        env = {**child.env, RUN_ID_ENV: run_id}
+        from .deliverer import deliverer_command, disabled
+
+        orphan = None
+        if not disabled(environ):  # what the reaper starts if this process dies, as the Spawner's would
+            orphan = orphan_payload(deliverer_command(
+                state_dir(), environ=environ, config_path=config_path or (cfg.path if cfg.exists else None)))
+        launch = Launch.make(argv, child.env, cwd, run_id=run_id, orphan=orphan)
         process = await anyio.open_process(
-            launch_argv(argv, env, cwd), stdin=PIPE, stdout=PIPE, stderr=PIPE, env=env, cwd=cwd,
-            start_new_session=True,
+            launch.argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, env=launch.env, cwd=cwd,
+            start_new_session=True, pass_fds=launch.pass_fds,
         )
     except BaseException:
+        if launch is not None:
+            launch.release()
         slots.release(slot_fd)
         _forget_override(run_id)
         raise
-    return Prestarted(run_id=run_id, argv=argv, env=child.env, cwd=cwd, process=process, slot_fd=slot_fd, slots=slots)
+    finally:
+        if launch is not None:
+            launch.started()
+    return Prestarted(run_id=run_id, argv=argv, env=child.env, cwd=cwd, process=process, slot_fd=slot_fd, slots=slots,
+                      release=launch.release)
 

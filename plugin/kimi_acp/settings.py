@@ -89,6 +89,9 @@ class LimitSettings(_Strict):
     )
     runTimeoutSeconds: int = Field(1800, ge=0, description="Default wall-clock limit of a run; 0 means none.")
     graceSeconds: float = Field(5.0, ge=0, le=120, description="Wait between SIGTERM and SIGKILL.")
+    transcriptMaxMB: int | None = Field(
+        None, ge=1, le=4096, description="A run's transcript stops (with a marker line) at this size in MB; default 64."
+    )
 
 
 class HarnessSettings(_Strict):

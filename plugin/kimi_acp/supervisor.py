@@ -47,14 +47,18 @@ from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 __all__ = [
     "ProcessSlots",
     "RUN_ID_ENV",
+    "Launch",
     "LineCallback",
     "ProcessOutcome",
     "ProcessSpec",
+    "Release",
     "Supervisor",
     "alive_in_group",
     "kill_process_group",
     "kill_run_processes",
     "launch_argv",
+    "orphan_payload",
+    "orphan_pipe",
     "reaper_enabled",
 ]
 
@@ -95,11 +99,13 @@ class ProcessSpec:
     #: Key of the per-backend cap.
     backend: str = "default"
     #: A process already started for this spec (with ``start_new_session=True``, stdin a pipe
-    #: not yet written, and ``KIMI_ACP_RUN_ID`` in its env) to adopt instead of starting one.
+    #: not yet written, started by :class:`Launch` for this run id) to adopt instead of starting one.
     #: ``kimi-acp spawn`` starts Claude Code this way while the rest of kimi-acp imports.
     process: Process | None = field(default=None, repr=False, compare=False)
     #: The cross-process slot (:class:`ProcessSlots`) the adopted process already holds.
     slot_fd: int | None = field(default=None, repr=False, compare=False)
+    #: The adopted process's release pipe (:class:`Launch`), if it was started with one.
+    release: Release | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -122,6 +128,14 @@ class ProcessOutcome:
     #: The last ~8 KB of stderr, decoded as UTF-8 with ``errors="replace"``.
     stderr_tail: str
     stdout_lines: int
+    #: The run's reaper was killed by a signal from outside while the harness still ran
+    #: (the supervisor then killed what was left): not the harness's own death.
+    reaper_killed: bool = False
+    #: Stdout lines longer than the limit, by their size in bytes (each was dropped whole).
+    lines_cut: list[int] = field(default_factory=list)
+    #: With ``run(..., hold=True)``: call it once the run's result is recorded and delivered
+    #: (the run's watch then exits; see :mod:`.reaper`). Otherwise already done.
+    release: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
 
     @property
     def duration(self) -> float | None:
@@ -154,16 +168,136 @@ def _resolve_program(program: str, env: Mapping[str, str], cwd: str | None) -> s
     return found
 
 
-def launch_argv(argv: list[str], env: Mapping[str, str], cwd: str | None = None) -> list[str]:
+def launch_argv(argv: list[str], env: Mapping[str, str], cwd: str | None = None, *, orphan_fd: int | None = None,
+                release_fd: int | None = None, run_id: str | None = None) -> list[str]:
     """The argv that starts ``argv`` under a reaper (or ``argv`` itself when the reaper is off).
 
     Raises ``OSError`` as starting the program would (missing, not executable), so a bad
     harness path fails at once, not as a reaper exit status. The process must be started
-    with ``start_new_session=True`` from the thread that outlives it (see :mod:`.reaper`)."""
+    with ``start_new_session=True`` from the thread that outlives it (see :mod:`.reaper`).
+    ``orphan_fd`` and ``release_fd`` (passed with ``pass_fds``) and ``run_id``: see
+    :class:`Launch`, which is the usual way to get them right."""
     if not reaper_enabled():
         return list(argv)
     program = _resolve_program(argv[0], env, cwd)
-    return [sys.executable, "-I", "-S", "-c", REAPER, str(os.getpid()), program, *argv]
+    owner = str(os.getpid())
+    if orphan_fd is not None:
+        owner += f",o={orphan_fd}"
+    if release_fd is not None:
+        owner += f",r={release_fd}"
+    if run_id is not None:
+        owner += f",id={run_id}"
+    return [sys.executable, "-I", "-S", "-c", REAPER, owner, program, *argv]
+
+
+class Release:
+    """The supervisor's end of a run's release pipe (see :mod:`.reaper`): calling it tells the
+    run's watch that the run is recorded and delivered (or handed to the deliverer), so it
+    exits without starting anything. Idempotent; does nothing without a pipe."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int | None = None) -> None:
+        self.fd = fd
+
+    def __call__(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        try:
+            from .reaper import RELEASED
+
+            os.write(fd, RELEASED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        # Never called (a holder that forgot, or died with an error): close without the byte,
+        # as this process's death would. The watch starts the deliverer, which finds what is left.
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+@dataclass
+class Launch:
+    """How to start one run's harness: under a reaper (``KIMI_ACP_RUN_ID`` handed to the reaper
+    for the harness, so the reaper and its watch do not carry it), with the pipes of
+    :mod:`.reaper` when there is a command to start if this process dies; or the harness
+    itself, ``KIMI_ACP_RUN_ID`` in its env, when the reaper is off."""
+
+    argv: list[str]
+    env: dict[str, str]
+    pass_fds: tuple[int, ...]
+    release: Release
+
+    @classmethod
+    def make(cls, argv: list[str], env: Mapping[str, str], cwd: str | None, *, run_id: str,
+             orphan: bytes | None = None, reaper: bool = True) -> Launch:
+        if not (reaper and reaper_enabled()):
+            return cls(list(argv), {**env, RUN_ID_ENV: run_id}, (), Release())
+        child_env = {k: v for k, v in env.items() if k != RUN_ID_ENV}
+        handed = orphan_pipe(orphan)
+        release_r = release_w = None
+        try:
+            if handed is not None:
+                release_r, release_w = os.pipe()
+            launched = launch_argv(argv, child_env, cwd, orphan_fd=handed, release_fd=release_r, run_id=run_id)
+        except BaseException:
+            for fd in (handed, release_r, release_w):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        fds = tuple(fd for fd in (handed, release_r) if fd is not None)
+        return cls(launched, child_env, fds, Release(release_w))
+
+    def started(self) -> None:
+        """The process exists (or could not be started): close the ends that are the child's."""
+        for fd in self.pass_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.pass_fds = ()
+
+
+_F_SETPIPE_SZ = 1031
+
+
+def orphan_payload(command: Mapping[str, Any] | None) -> bytes | None:
+    """``command`` (``{"argv", "env", "lock"}``, e.g. :func:`kimi_acp.deliverer.deliverer_command`)
+    as the bytes :func:`orphan_pipe` hands to a reaper."""
+    if command is None:
+        return None
+    import json
+
+    return json.dumps(dict(command)).encode()
+
+
+def orphan_pipe(payload: bytes | None) -> int | None:
+    """The read end of a pipe holding ``payload`` (written, write end closed): the reaper reads
+    it only if its supervisor dies. ``None`` when there is nothing to hand over or it does not
+    fit (then later commands start the deliverer)."""
+    if not payload:
+        return None
+    r, w = os.pipe()
+    try:
+        if len(payload) > 65536:
+            fcntl.fcntl(w, _F_SETPIPE_SZ, len(payload))
+        os.set_blocking(w, False)
+        if os.write(w, payload) != len(payload):
+            raise OSError("short write")
+    except OSError:
+        os.close(r)
+        return None
+    finally:
+        os.close(w)
+    return r
 
 
 def is_reaper(pid: int) -> bool:
@@ -450,6 +584,7 @@ class _Run:
         "stop_reason",
         "cancel_requested",
         "slot_fd",
+        "release",
     )
 
     def __init__(self, spec: ProcessSpec) -> None:
@@ -462,6 +597,7 @@ class _Run:
         self.stop_reason: str | None = None
         self.cancel_requested = False
         self.slot_fd: int | None = None  # the cross-process slot (ProcessSlots), while held
+        self.release: Release = Release()  # the run's release pipe (see Launch)
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -472,9 +608,10 @@ class _Run:
 class _IO:
     """Per-run stream state."""
 
-    __slots__ = ("stdout_done", "stderr_done", "progress", "busy", "lines", "tail", "error")
+    __slots__ = ("stdout_done", "stderr_done", "progress", "busy", "lines", "tail", "error", "lines_cut")
 
     def __init__(self) -> None:
+        self.lines_cut: list[int] = []
         self.stdout_done = anyio.Event()
         self.stderr_done = anyio.Event()
         self.progress = 0  # bytes read and lines delivered: tells a slow drain from a stuck one
@@ -497,7 +634,9 @@ class Supervisor:
     ``KIMI_ACP_RUN_ID`` (one ``/proc`` scan, in a worker thread, shared by runs
     that end together). ``reaper`` (default: on Linux unless ``KIMI_ACP_NO_REAPER``)
     starts each process under :mod:`kimi_acp.reaper`, so nothing of a run survives the
-    run's end or the death of this process, whatever signal ends it.
+    run's end or the death of this process, whatever signal ends it. ``orphan_command``
+    (``{"argv", "env", "lock"}``) is what each reaper starts if this process dies (the
+    deliverer: it records the runs ``lost`` and reports them); nothing runs for it otherwise.
     """
 
     def __init__(
@@ -512,6 +651,7 @@ class Supervisor:
         sweep_escaped: bool = True,
         slots: ProcessSlots | None = None,
         reaper: bool | None = None,
+        orphan_command: Mapping[str, Any] | None = None,
     ) -> None:
         if max_concurrent < 1 or default_backend_cap < 1:
             raise ValueError("max_concurrent and default_backend_cap must be at least 1")
@@ -528,6 +668,7 @@ class Supervisor:
         self._sweep_escaped = sweep_escaped
         self._slots = slots
         self._reaper = reaper_enabled() if reaper is None else reaper
+        self._orphan = orphan_payload(orphan_command)
         # Limiters are created lazily: they must be made inside the event loop.
         self._global: anyio.CapacityLimiter | None = None
         self._backends: dict[str, anyio.CapacityLimiter] = {}
@@ -597,12 +738,21 @@ class Supervisor:
         on_line: LineCallback | None = None,
         on_started: Callable[[int, int], Any] | None = None,
         on_queued: Callable[[], Any] | None = None,
+        on_line_cut: Callable[[int], Any] | None = None,
+        hold: bool = False,
     ) -> ProcessOutcome:
         """Queue, run and reap one process; return how it ended.
 
+        ``hold``: the run's watch (see :mod:`.reaper`) stays until the caller calls the
+        outcome's ``release`` (once the result is recorded and delivered); by default it is
+        released as the process is reaped.
+
         ``on_queued()`` is called once if the run has to wait for a slot;
         ``on_started(pid, pgid)`` once the process exists; ``on_line(line)`` for
-        each stdout line (see :data:`LineCallback`). Each may be async.
+        each stdout line (see :data:`LineCallback`); ``on_line_cut(size)`` instead of
+        ``on_line`` for a line longer than ``max_line_bytes`` (``size``: its length in
+        bytes; the line is dropped whole, and listed in :attr:`ProcessOutcome.lines_cut`).
+        Each may be async.
 
         If the caller's scope is cancelled, the process group is killed and reaped
         and the cancellation propagates. If a callback raises, the group is killed
@@ -643,8 +793,12 @@ class Supervisor:
                 )
             try:
                 run.state = "running"
-                return await self._execute(run, on_line, on_started)
+                outcome = await self._execute(run, on_line, on_started, on_line_cut)
+                if hold:
+                    outcome.release, run.release = run.release, Release()
+                return outcome
             finally:
+                run.release()  # not held (or not returned): nothing is left to watch
                 self._release_slot(run)
                 for limiter in reversed(limiters):
                     limiter.release_on_behalf_of(run.token)
@@ -657,6 +811,8 @@ class Supervisor:
     @staticmethod
     async def _discard(spec: ProcessSpec) -> None:
         """An adopted process whose run never started: kill its group and reap it."""
+        if spec.release is not None:
+            spec.release()
         if spec.process is not None:
             with anyio.CancelScope(shield=True):
                 kill_process_group(spec.process.pid)
@@ -719,27 +875,37 @@ class Supervisor:
         run: _Run,
         on_line: LineCallback | None,
         on_started: Callable[[int, int], Any] | None,
+        on_line_cut: Callable[[int], Any] | None = None,
     ) -> ProcessOutcome:
         spec = run.spec
-        env = dict(spec.env)
-        env[RUN_ID_ENV] = spec.run_id
         # Shielded: a cancellation landing mid-spawn must not lose the handle of a
         # process that already exists.
         with anyio.CancelScope(shield=True):
-            process = spec.process or await anyio.open_process(
-                launch_argv(spec.argv, env, spec.cwd) if self._reaper else spec.argv,
-                stdin=PIPE,
-                stdout=PIPE,
-                stderr=PIPE,
-                env=env,
-                cwd=spec.cwd,
-                start_new_session=True,
-            )
+            process = spec.process
+            if process is None:
+                launch = Launch.make(spec.argv, spec.env, spec.cwd, run_id=spec.run_id, orphan=self._orphan, reaper=self._reaper)
+                run.release = launch.release
+                try:
+                    process = await anyio.open_process(
+                        launch.argv,
+                        stdin=PIPE,
+                        stdout=PIPE,
+                        stderr=PIPE,
+                        env=launch.env,
+                        cwd=spec.cwd,
+                        start_new_session=True,
+                        pass_fds=launch.pass_fds,
+                    )
+                finally:
+                    launch.started()
+            else:
+                run.release, spec.release = spec.release or Release(), None
         started_at = time.time()
         deadline = math.inf if spec.timeout is None else anyio.current_time() + spec.timeout
         pid = pgid = process.pid  # setsid() made the child a group leader
         io = _IO()
         timed_out = False
+        reaper_killed = False
         killed_reason: str | None = None
         try:
             async with anyio.create_task_group() as tg:
@@ -747,7 +913,7 @@ class Supervisor:
                 assert process.stdout is not None
                 assert process.stderr is not None
                 tg.start_soon(self._feed_stdin, process.stdin, spec.stdin)
-                tg.start_soon(self._pump_stdout, process.stdout, run, on_line, io)
+                tg.start_soon(self._pump_stdout, process.stdout, run, on_line, io, on_line_cut)
                 tg.start_soon(self._pump_stderr, process.stderr, io)
                 tg.start_soon(self._watch_exit, process, run)
                 try:
@@ -769,6 +935,11 @@ class Supervisor:
                     # Runs on every path: exit, stop, timeout, caller cancellation, error.
                     with anyio.CancelScope(shield=True):
                         if run.exited:
+                            # A reaper ends only after every process of the run is gone; one that died of
+                            # a signal with the group still alive was killed from outside.
+                            if (self._reaper or spec.process is not None) and (process.returncode or 0) < 0 \
+                                    and alive_in_group(pgid):
+                                reaper_killed = True
                             kill_process_group(pgid)  # background leftovers
                         else:
                             await self._terminate(process, pgid)
@@ -794,6 +965,8 @@ class Supervisor:
             ended_at=time.time(),
             stderr_tail=bytes(io.tail[-_STDERR_TAIL:]).decode("utf-8", errors="replace"),
             stdout_lines=io.lines,
+            reaper_killed=reaper_killed,
+            lines_cut=list(io.lines_cut),
         )
 
     async def _terminate(self, process: Process, pgid: int) -> None:
@@ -864,22 +1037,29 @@ class Supervisor:
         run: _Run,
         on_line: LineCallback | None,
         io: _IO,
+        on_line_cut: Callable[[int], Any] | None = None,
     ) -> None:
         limit = self._max_line
         buf = bytearray()
-        full = False  # the current line reached the limit; drop the rest of it
+        cut = 0  # > 0: the current line passed the limit (its size so far); it is dropped whole
 
         async def emit() -> None:
-            nonlocal full
-            line = buf.decode("utf-8", errors="replace")
-            buf.clear()
-            full = False
+            nonlocal cut
+            size, cut = cut, 0
             io.lines += 1
-            if on_line is None or io.error is not None:
+            if size:  # a cut line is never handed on (half a JSON line is garbage): say so instead
+                buf.clear()
+                io.lines_cut.append(size)
+                callback, arg = on_line_cut, size
+            else:
+                line = buf.decode("utf-8", errors="replace")
+                buf.clear()
+                callback, arg = on_line, line  # type: ignore[assignment]
+            if callback is None or io.error is not None:
                 return
             io.busy = True
             try:
-                reason = await _call(on_line, line)
+                reason = await _call(callback, arg)
             except Exception as exc:  # re-raised by run() after the teardown
                 io.error = exc
                 run.request_stop(f"line callback failed: {exc!r}")
@@ -887,7 +1067,7 @@ class Supervisor:
             finally:
                 io.busy = False
                 io.progress += 1
-            if reason:
+            if reason and not size:
                 run.request_stop(str(reason))
 
         try:
@@ -901,18 +1081,18 @@ class Supervisor:
                 while True:
                     nl = chunk.find(b"\n", start)
                     end = len(chunk) if nl < 0 else nl
-                    if not full:
-                        room = limit - len(buf)
-                        if end - start > room:
-                            buf += chunk[start : start + room]
-                            full = True
-                        else:
-                            buf += chunk[start:end]
+                    if cut:
+                        cut += end - start
+                    elif end - start > limit - len(buf):
+                        cut = len(buf) + end - start
+                        buf.clear()
+                    else:
+                        buf += chunk[start:end]
                     if nl < 0:
                         break
                     await emit()
                     start = nl + 1
-            if buf or full:
+            if buf or cut:
                 await emit()
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass

@@ -295,10 +295,10 @@ def _print_accepted(answer: dict[str, Any], args: Any) -> None:
           file=sys.stderr)
 
 
-def _store() -> Any:
+def _store(args: Any = None) -> Any:
     from .ps import open_store
 
-    return open_store()
+    return open_store(getattr(args, "config", None))
 
 
 def _resolve_id(store: Any, run_id: str) -> str:
@@ -312,7 +312,7 @@ def wait(args: Any) -> int:
 
     from ..spawn import wait_in_store
 
-    store = _store()
+    store = _store(args)
     try:
         run_id = _resolve_id(store, args.run_id)
 
@@ -332,6 +332,10 @@ def wait(args: Any) -> int:
                 print(f"kimi-acp wait: run {run_id} still {store.get_run(run_id).status} after {args.timeout:g} s "
                       f"(it goes on; wait again, or kimi-acp kill {run_id[:8]})", file=sys.stderr)
             return STILL_RUNNING
+        if result.status == "lost":  # found lost while waiting: its report needs a deliverer
+            from ..deliverer import start_if_needed
+
+            start_if_needed(store=store, config_path=getattr(args, "config", None))
         return _print_result(result, args, store)
     finally:
         store.close()
@@ -341,7 +345,7 @@ def kill(args: Any) -> int:
     from ..store import TERMINAL
     from ..supervisor import alive_in_group, kill_process_group, kill_run_processes
 
-    store = _store()
+    store = _store(args)
     try:
         run_id = _resolve_id(store, args.run_id)
         rec = store.get_run(run_id)
