@@ -578,3 +578,74 @@ def test_kill_9_of_spawn_running_the_real_claude_code(tmp_path: Path, gw: Gatewa
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+# --------------------------------------------------------------------------- a disk that fills mid-turn
+
+
+def _fill(directory: Path) -> int:
+    """Write a file in ``directory`` until its file system is full; returns the bytes written."""
+    written = 0
+    with open(directory / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+                written += 65536
+        except OSError as exc:
+            assert exc.errno == 28, exc  # ENOSPC
+    return written
+
+
+def test_a_run_that_finishes_on_a_full_disk_is_recorded_true(cli_factory: Any, gw: GatewayStub) -> None:
+    """The state dir's disk (a real 3 MB tmpfs) fills while Claude Code works: the run is
+    recorded with its real status (never left `running`, later called `lost`), its result is
+    delivered, and the next spawn on the full disk — CLI and Python API — is refused with one
+    line and a hint, never a traceback."""
+    from test_faults import _mount_tmpfs, _umount
+
+    from kimi_acp.deliverer import stop_deliverer
+
+    state = Path(os.environ["KIMI_ACP_STATE_DIR"])
+    if not _mount_tmpfs(state, "size=3m"):
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        cli = cli_factory("sleep", "--seconds", "2")
+        rec = wait_until_sync(lambda: (r := cli.run()) and r.status == "running" and r, 30, "the run to start")
+        assert _fill(state) > 0
+        rc, out, err = cli.finish(60)
+        assert "Traceback" not in err, err
+        assert rc == 0, err
+        assert json.loads(out)["status"] == "ok"
+        with Store() as store:
+            final = store.get_run(rec.run_id)
+        assert final.status == "ok" and final.result_text == "slept", final
+        shown = subprocess.run([KIMI_ACP, "ps", "--all", "--json"], capture_output=True, text=True, env=dict(os.environ), timeout=30)
+        assert shown.returncode == 0, shown.stderr
+        assert [(r["runId"], r["status"]) for r in json.loads(shown.stdout)] == [(rec.run_id, "ok")]
+        assert_delivered_once(gw, rec.run_id, "completed successfully", timeout=15)
+
+        # The reserve went to that result: the disk has room again. Fill it for good.
+        (state / "filler").rename(state / "filler.1")
+        _fill(state)
+        again = subprocess.run([KIMI_ACP, "spawn", "once more", "--agent", "coder"], capture_output=True, text=True,
+                               env=dict(os.environ), timeout=60)
+        assert again.returncode == 2, again.stderr
+        lines = [x for x in again.stderr.splitlines() if x.strip()]
+        assert "Traceback" not in again.stderr and len(lines) == 2 and lines[1].startswith("hint: "), again.stderr
+        assert str(state) in lines[0] and ("full" in lines[0] or "No space" in lines[0]), lines[0]
+
+        async def python_api() -> dict[str, Any]:
+            from kimi_acp.spawn import Spawner
+
+            async with Spawner(pm=make_pm(FakeHarness(fake_argv("ok")))) as sp:
+                return await sp.spawn({"task": "and once more", "runtime": "acp"}, CONTEXT)
+
+        answer = anyio.run(python_api)
+        assert answer["status"] == "error" and str(state) in answer["error"], answer
+        assert "fix:" in answer["error"]
+    finally:
+        for name in ("filler", "filler.1"):
+            (state / name).unlink(missing_ok=True)
+        stop_deliverer(state)
+        _umount(state)

@@ -856,29 +856,16 @@ class KimiAcpAgent:
 
     def _fresh_config(self) -> Any:
         """The Spawner's config, reloaded when ``openclaw.json`` changed since it was read
-        (a long-lived process must follow the user's edits). A broken edit keeps the last
-        good config and says so once."""
-        from .config import load_config
-        from .errors import KimiAcpError
+        (a long-lived process must follow the user's edits; a stat when it did not). A broken
+        edit, or a deleted file, keeps the last good config and says so once."""
+        from .config import refresh_config
 
         spawner = self.spawner
-        cfg = spawner.config
-        try:
-            text = cfg.path.read_text(encoding="utf-8") if cfg.path.exists() else ""
-        except OSError:
-            return cfg
-        if text == (cfg.text if cfg.exists else ""):
-            return cfg
-        try:
-            fresh = load_config(self.args.config, environ=spawner.environ)
-        except KimiAcpError as exc:
-            if self._bad_config != text:
-                self._bad_config = text
-                _log(f"config changed but does not load, keeping the previous one: {exc}")
-            return cfg
-        _log(f"config reloaded: {fresh.path}")
-        spawner.config = fresh
-        return fresh
+        cfg, note = refresh_config(spawner.config, environ=spawner.environ)
+        if note:
+            _log(note)
+        spawner.config = cfg
+        return cfg
 
     async def _route(self, payload: Any) -> dict[str, Any]:
         """``before_tool_call`` of ``sessions_spawn``, answered by the warm process."""

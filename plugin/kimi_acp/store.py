@@ -286,12 +286,25 @@ def _state_dir_error(path: Path, exc: OSError) -> Exception:
                          "fix: fix it, or set KIMI_ACP_STATE_DIR to another directory")
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """A full disk (or quota), as SQLite or the OS reports it."""
+def _no_space(path: Path) -> bool:
+    """Is the file system of ``path`` (nearly) out of space for us?"""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+def is_disk_full(exc: BaseException, path: Path | None = None) -> bool:
+    """A full disk (or quota), as SQLite or the OS reports it. SQLite says "disk I/O error"
+    when it cannot grow its shared-memory file: with ``path``, that counts when the file
+    system of ``path`` has no space left."""
     if isinstance(exc, OSError):
         return exc.errno in (errno.ENOSPC, errno.EDQUOT)
     if isinstance(exc, sqlite3.Error):
-        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+            return True
+        return path is not None and "disk I/O" in str(exc) and _no_space(path)
     return False
 
 
@@ -324,8 +337,10 @@ def _database_error(db: Path, exc: sqlite3.DatabaseError) -> Exception:
     if "readonly" in text or "read-only" in text:
         return StateDirError(f"{db} is read-only ({text}); fix: make it and its directory writable, "
                              "or set KIMI_ACP_STATE_DIR to a writable directory")
-    if "disk is full" in text or "disk I/O" in text:
-        return StateDirError(f"{db}: {text}; fix: free some space (or fix the disk) there, or set KIMI_ACP_STATE_DIR elsewhere")
+    if "disk is full" in text or ("disk I/O" in text and _no_space(db.parent)):
+        return StateDirError(f"{db}: the disk is full ({text}); fix: free some space there, or set KIMI_ACP_STATE_DIR elsewhere")
+    if "disk I/O" in text:
+        return StateDirError(f"{db}: {text}; fix: check the disk (dmesg), or set KIMI_ACP_STATE_DIR elsewhere")
     return StateDirError(f"{db} is not a kimi-acp database ({text}); fix: move it away "
                          f"(mv {db} {db}.broken) and a new one is made, losing the run history")
 
@@ -580,14 +595,14 @@ class Store:
             write(values, outbox)
             return None
         except (sqlite3.Error, OSError) as exc:
-            if not is_disk_full(exc):
+            if not is_disk_full(exc, self.state_dir):
                 raise state_fault(self.state_dir, exc) from None
         if self.release_reserve():
             try:
                 write(values, outbox)
                 return None
             except (sqlite3.Error, OSError) as exc:
-                if not is_disk_full(exc):
+                if not is_disk_full(exc, self.state_dir):
                     raise state_fault(self.state_dir, exc) from None
         why = (f"the disk of the state dir {self.state_dir} is full: only this status was saved, not the result text "
                "or its report (free some space there)")
