@@ -145,14 +145,18 @@ async def test_planted_tokens_do_not_reach_a_kimi_child(tmp_path: Path, monkeypa
         monkeypatch.setenv(name, value)
     write_config(tmp_path, agents={"coder": {"backend": "kimi", "passEnv": ["GITHUB_TOKEN"]},
                                    "writer": {"backend": "kimi"}, "legacy": {"backend": "passthrough"}})
-    probe = StartedProbe()
+    dumps = tmp_path / "env-dumps"
+    dumps.mkdir()
+    # The harness itself writes its environment (as `env` run by a model would see it), then runs.
+    harness = ["/bin/sh", "-c", f'env -0 > {dumps}/"$KIMI_ACP_RUN_ID"; exec "$@"', "harness", *fake_argv("ok")]
     got: dict[str, dict[str, str]] = {}
-    async with Spawner(pm=make_pm(FakeHarness(fake_argv("sleep", "--seconds", "0.3")), probe)) as sp:
+    async with Spawner(pm=make_pm(FakeHarness(harness))) as sp:
         for agent in ("coder", "writer", "legacy"):
             answer = await sp.spawn({"task": "t", "runtime": "acp"}, {**CONTEXT, "requesterAgentId": agent})
             assert answer["status"] == "accepted", answer
-            await sp.wait(answer["runId"], timeout=30)
-            got[agent] = probe.environ[answer["runId"]]
+            assert (await sp.wait(answer["runId"], timeout=30)).status == "ok"
+            raw = (dumps / answer["runId"]).read_bytes()
+            got[agent] = dict(item.decode().partition("=")[::2] for item in raw.split(b"\0") if item)
     assert got["writer"].get("ANTHROPIC_API_KEY") == KEY
     for name in PLANTED:
         assert name not in got["writer"], name
