@@ -480,9 +480,15 @@ def test_no_deliverer_while_the_supervisor_lives_the_reaper_starts_it_when_it_di
         cli.kill9()
         started = wait_until_sync(lambda: running_pid(cli.store.state_dir), 10, "the reaper to start the deliverer")
         assert is_alive(started)
+        # in its own session, with no signal blocked (the reaper blocks some for itself)
+        status = Path(f"/proc/{started}/status").read_text()
+        assert int(status.split("SigBlk:")[1].split()[0], 16) == 0, status
+        assert os.getsid(started) == started
         assert_no_process_left(rec.run_id, rec.pgid, kids)
         assert_delivered_once(gw, rec.run_id, "lost")
         assert_no_stuck_rows()
+        os.kill(started, signal.SIGTERM)  # as stop_deliverer does
+        wait_until_sync(lambda: not is_alive(started), 5, "the deliverer to stop on SIGTERM")
     finally:
         _cleanup(kids)
 

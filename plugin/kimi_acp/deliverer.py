@@ -160,17 +160,21 @@ def start_if_needed(state_dir: Path | str | None = None, *, store: Any = None, e
 
 
 def stop_deliverer(state_dir: Path | str, timeout: float = 5.0) -> bool:
-    """SIGTERM the deliverer of ``state_dir`` and wait until it is gone. ``False`` if none ran."""
+    """SIGTERM the deliverer of ``state_dir`` and wait until it is gone (SIGKILL after
+    ``timeout``). ``False`` if none ran."""
     pid = running_pid(state_dir)
     if pid is None:
         return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and running_pid(state_dir) == pid:
-        time.sleep(0.02)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and running_pid(state_dir) == pid:
+            time.sleep(0.02)
+        if running_pid(state_dir) != pid:
+            return True
     return True
 
 

@@ -218,7 +218,9 @@ def start_orphan_command(fd: int | None) -> bool:
                 os.close(held)
         argv = [str(a) for a in spec["argv"]]
         null = [(os.POSIX_SPAWN_OPEN, fd_, os.devnull, os.O_RDWR, 0) for fd_ in (0, 1, 2)]
-        os.posix_spawn(argv[0], argv, {str(k): str(v) for k, v in spec["env"].items()}, setsid=True, file_actions=null)
+        # setsigmask=(): not the reaper's blocked signals (SIGTERM must stop a deliverer).
+        os.posix_spawn(argv[0], argv, {str(k): str(v) for k, v in spec["env"].items()}, setsid=True, file_actions=null,
+                       setsigmask=())
         return True
     except Exception:  # noqa: BLE001 - the reaper's own job (killing the run) is done; the next command finishes it
         return False
