@@ -140,13 +140,13 @@ def test_gateway_stop_leaves_no_process_of_any_run(global_: World) -> None:
     seen = w.turn("agent:coder:main", spawn_message(task="busy when the gateway stops"))
     assert accepted(seen)["status"] == "accepted"
     w.kimi.wait_for_requests(before + 1, timeout=TURN)
-    runs = wait_until_sync(lambda: run_processes(w.state), 30, "the run's processes")
+    run_pids = wait_until_sync(lambda: run_processes(w.state), 30, "the run's processes")
     backend_pid = int(re.findall(r"kimi-acp: backend process (\d+) ready", w.gw.log())[-1])
     assert is_alive(backend_pid)
     rc = w.gw.stop(timeout=120)
     assert rc is not None
     wait_until_sync(lambda: not is_alive(backend_pid), 15, "the kimi-acp process to exit")
-    wait_until_sync(lambda: not any(is_alive(p) for p in runs), 15, "every run process to be gone")
+    wait_until_sync(lambda: not any(is_alive(p) for p in run_pids), 15, "every run process to be gone")
     assert run_processes(w.state) == []
     assert runs(w.state)[-1]["status"] == "ok"  # drained, not cut short
 
@@ -160,13 +160,13 @@ def test_a_crashed_gateway_leaves_no_process_of_any_run(per_agent: World) -> Non
     seen = w.turn("agent:coder:main", spawn_message(agentId="claude", task="busy when the gateway dies"))
     assert accepted(seen)["status"] == "accepted"
     w.kimi.wait_for_requests(before + 1, timeout=TURN)
-    runs = wait_until_sync(lambda: run_processes(w.state), 30, "the run's processes")
+    run_pids = wait_until_sync(lambda: run_processes(w.state), 30, "the run's processes")
     backend_pid = int(re.findall(r"kimi-acp: backend process (\d+) ready", w.gw.log())[-1])
     assert w.gw.proc is not None
     os.kill(w.gw.proc.pid, signal.SIGKILL)
     w.gw.proc.wait(30)
     wait_until_sync(lambda: not is_alive(backend_pid), 30, "the kimi-acp process to exit")
-    wait_until_sync(lambda: not any(is_alive(p) for p in runs), 15, "every run process to be gone")
+    wait_until_sync(lambda: not any(is_alive(p) for p in run_pids), 15, "every run process to be gone")
     assert run_processes(w.state) == []
     assert runs(w.state)[-1]["status"] in ("cancelled", "lost")
 
