@@ -1,40 +1,105 @@
 """(b) The CLI: `kimi-acp spawn "say hi"` vs `claude -p` run by hand with the same env, both
-against the local Kimi stub. Alternating A/B, medians of N (default 12). Target <= 1.25x.
+against the local Kimi stub. Alternating A/B (and C: kimi-acp without the reaper, to measure
+the reaper's cost apart), medians of N (default 12). Wall time and CPU time (the process and
+every descendant it waited for). Target <= 1.15x wall.
+
+This process is a child subreaper, so anything a run leaves behind (a detached deliverer)
+is re-parented here: it is counted ("left behind 1 s later") and its CPU is reported too.
+
 Run by hand: .venv/bin/python bench/spawn_cli.py
+(PYTHONPATH=/path/to/other/checkout/plugin measures another checkout's kimi-acp the same way.)
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _util import alternate, report  # noqa: E402
+from _util import report  # noqa: E402
 
 from kimi_acp.stub.server import StubServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KIMI_ACP = str(Path(sys.executable).parent / "kimi-acp")
 CLAUDE = os.environ.get("KIMI_ACP_CLAUDE") or str(ROOT / ".tools/claude-code/node_modules/.bin/claude")
+PR_SET_CHILD_SUBREAPER = 36
 
 
-def timed(argv: list[str], env: dict[str, str], stdin: bytes | None = None) -> float:
-    import time
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
-    t = time.perf_counter()
-    r = subprocess.run(argv, env=env, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    dt = time.perf_counter() - t
-    if r.returncode != 0 or b"Hello from the Kimi stub" not in r.stdout:
-        raise SystemExit(f"{argv[0]} failed ({r.returncode}): {r.stdout[-300:]!r} {r.stderr[-300:]!r}")
-    return dt
+
+def _children() -> list[int]:
+    """Live children of this process (what a run left behind is re-parented to us)."""
+    me = str(os.getpid())
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me and fields[0] not in ("Z", "X"):
+            out.append(int(name))
+    return out
+
+
+STRAYS = {"cpu": 0.0}
+
+
+def _reap_strays() -> None:
+    """Reap what runs left behind (re-parented to us) and add up its CPU."""
+    before = _cpu()
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+    STRAYS["cpu"] += _cpu() - before
+
+
+class Case:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], stdin: bytes | None = None) -> None:
+        self.name, self.argv, self.env, self.stdin = name, argv, env, stdin
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.left: list[int] = []
+
+    def __call__(self, record: bool = True) -> None:
+        _reap_strays()
+        c0 = _cpu()
+        t = time.perf_counter()
+        r = subprocess.run(self.argv, env=self.env, input=self.stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        dt = time.perf_counter() - t
+        cpu = _cpu() - c0
+        if r.returncode != 0 or b"Hello from the Kimi stub" not in r.stdout:
+            raise SystemExit(f"{self.argv[0]} failed ({r.returncode}): {r.stdout[-300:]!r} {r.stderr[-300:]!r}")
+        time.sleep(1.0)  # what is still alive 1 s later was left behind
+        left = len(_children())
+        if record:
+            self.wall.append(dt)
+            self.cpu.append(cpu)
+            self.left.append(left)
 
 
 def main() -> None:
     n = int(os.environ.get("N", "12"))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     with StubServer() as stub, tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
@@ -42,14 +107,33 @@ def main() -> None:
         cfg.write_text(json.dumps({"plugins": {"entries": {"kimi-acp": {"config": {
             "defaultBackend": "kimi", "backends": {"kimi": {"baseUrl": stub.base_url}}, "harness": {"command": CLAUDE}}}}}}))
         base = {"PATH": os.environ["PATH"], "HOME": str(home)}
-        ours = {**base, "KIMI_API_KEY": stub.key or "", "OPENCLAW_CONFIG_PATH": str(cfg), "KIMI_ACP_STATE_DIR": str(Path(tmp) / "state")}
+        # PYTHONPATH=<another checkout>/plugin measures that checkout (e.g. a "before" copy).
+        ours = {**base, **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}), "KIMI_API_KEY": stub.key or "", "OPENCLAW_CONFIG_PATH": str(cfg), "KIMI_ACP_STATE_DIR": str(Path(tmp) / "state")}
         # The same child environment kimi-acp builds, for the direct run.
         env_json = subprocess.run([KIMI_ACP, "env", "--json", "--reveal"], env=ours, capture_output=True, check=True).stdout
         direct = {**base, **json.loads(env_json)["set"]}
         argv = [CLAUDE, "-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits", "--model", "kimi-k2.5"]
-        xs, ys = alternate(lambda: timed([KIMI_ACP, "spawn", "say hi"], ours),
-                           lambda: timed(argv, direct, b"say hi"), n)
-        report('kimi-acp spawn "say hi"', xs, "claude -p (same env, by hand)", ys, "(target <= 1.25x)")
+        a = Case('kimi-acp spawn "say hi"', [KIMI_ACP, "spawn", "say hi"], ours)
+        b = Case("claude -p (same env, by hand)", argv, direct, b"say hi")
+        c = Case("kimi-acp spawn, no reaper", [KIMI_ACP, "spawn", "say hi"], {**ours, "KIMI_ACP_NO_REAPER": "1"})
+        for case in (a, b, c, a, b, c):  # warm-up
+            case(record=False)
+        for i in range(n):
+            order = (a, b, c) if i % 2 == 0 else (c, b, a)
+            for case in order:
+                case()
+        while _children():  # whatever is still running (deliverers) ends by itself; count its CPU
+            time.sleep(0.2)
+            _reap_strays()
+        _reap_strays()
+        report(a.name, a.wall, b.name, b.wall, "(target <= 1.15x)")
+        med = statistics.median
+        print(f"CPU median: {a.name} {med(a.cpu) * 1000:.1f} ms, {b.name} {med(b.cpu) * 1000:.1f} ms, "
+              f"ratio {med(a.cpu) / med(b.cpu):.2f}x")
+        print(f"reaper's cost: wall {(med(a.wall) - med(c.wall)) * 1000:+.1f} ms, CPU {(med(a.cpu) - med(c.cpu)) * 1000:+.1f} ms "
+              f"(with vs without; without: wall {med(c.wall) * 1000:.1f} ms, CPU {med(c.cpu) * 1000:.1f} ms)")
+        print(f"processes left behind 1 s after a spawn: max {max(a.left)} (reaper on), {max(c.left)} (off); "
+              f"their CPU in all ({3 * (n + 2)} spawns): {STRAYS['cpu'] * 1000:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,9 +33,18 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]
     monkeypatch.setenv("OPENCLAW_CONFIG_PATH", str(tmp_path / "openclaw.json"))
     monkeypatch.setenv("KIMI_ACP_DISABLE_ENTRYPOINTS", "1")
     yield tmp_path
-    # A spawner starts the detached deliverer of its state dir; it must not outlive the test.
+    # A deliverer of this state dir (started by a spawner that exits with undelivered results,
+    # or by a reaper or its watch when a supervisor the test killed is gone) must not outlive
+    # the test: let the test's reapers and watches finish first (they may start one), then stop it.
+    from fakes.spawning import processes_of_state_dir
     from kimi_acp.deliverer import stop_deliverer
 
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        stop_deliverer(state)
+        if not any("kimi_acp.deliverer" not in argv for _pid, argv in processes_of_state_dir(state)):
+            break
+        time.sleep(0.05)
     stop_deliverer(state)
 
 

@@ -41,6 +41,7 @@ from fakes.spawning import (
     live_in_group,
     make_pm,
     pids_carrying_run_id,
+    processes_of_state_dir,
     wait_until_sync,
     wrapper_script,
     write_config,
@@ -465,20 +466,87 @@ async def test_kill_9_of_the_acp_server(tmp_path: Path, claude_bin: str) -> None
         assert_no_stuck_rows()
 
 
-def test_a_killed_deliverer_is_replaced_while_runs_are_active(cli_factory: Any, gw: GatewayStub) -> None:
+def test_no_deliverer_while_the_supervisor_lives_the_reaper_starts_it_when_it_dies(cli_factory: Any, gw: GatewayStub) -> None:
+    """The process model: supervisor -> reaper -> harness, nothing else while the run goes
+    well; kill -9 of the supervisor and the run's reaper (the first to know) starts the
+    deliverer, which records the run lost and reports it."""
     from kimi_acp.deliverer import running_pid
 
     cli = cli_factory(*SLEEPER)
     rec, kids = cli.running_with_kids()
     try:
-        first = wait_until_sync(lambda: running_pid(cli.store.state_dir), 15, "the deliverer")
-        os.kill(first, signal.SIGKILL)
-        second = wait_until_sync(lambda: (p := running_pid(cli.store.state_dir)) and p != first and p, 15,
-                                 "a new deliverer")
-        assert is_alive(second)
-        cli.kill9()  # and the new one does the deliverer's job
+        time.sleep(1.0)
+        assert running_pid(cli.store.state_dir) is None, "a deliverer runs on the happy path"
+        cli.kill9()
+        started = wait_until_sync(lambda: running_pid(cli.store.state_dir), 10, "the reaper to start the deliverer")
+        assert is_alive(started)
+        # in its own session, with no signal blocked (the reaper blocks some for itself)
+        status = Path(f"/proc/{started}/status").read_text()
+        assert int(status.split("SigBlk:")[1].split()[0], 16) == 0, status
+        assert os.getsid(started) == started
         assert_no_process_left(rec.run_id, rec.pgid, kids)
         assert_delivered_once(gw, rec.run_id, "lost")
+        assert_no_stuck_rows()
+        os.kill(started, signal.SIGTERM)  # as stop_deliverer does
+        wait_until_sync(lambda: not is_alive(started), 5, "the deliverer to stop on SIGTERM")
+    finally:
+        _cleanup(kids)
+
+
+def test_a_killed_deliverer_is_restarted_by_kimi_acp_outbox(cli_factory: Any, gw: GatewayStub) -> None:
+    """A result waits (the gateway was down), its deliverer is killed (or the machine rebooted):
+    `kimi-acp outbox` starts a new one, which delivers it — no spawn needed."""
+    from kimi_acp.deliverer import running_pid
+
+    gw.stop()
+    cli = cli_factory("ok", "--text", "stranded, then found")
+    rc, out, err = cli.finish(60)
+    assert rc == 0, err
+    rec = cli.run()
+    first = wait_until_sync(lambda: running_pid(cli.store.state_dir), 10, "the deliverer the CLI left its result to")
+    os.kill(first, signal.SIGKILL)
+    wait_until_sync(lambda: not is_alive(first), 10, "the deliverer to die")
+    gw.start()
+    time.sleep(3)
+    assert delivered(gw, rec.run_id) == [], "something delivered it without a deliverer"
+    shown = subprocess.run([KIMI_ACP, "outbox", "--json"], capture_output=True, text=True, env=dict(os.environ), timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    assert [i["runId"] for i in json.loads(shown.stdout)["items"]] == [rec.run_id]
+    assert_delivered_once(gw, rec.run_id, "completed successfully", timeout=30)
+    assert_no_stuck_rows()
+
+
+def test_nothing_is_left_1_s_after_a_foreground_spawn(cli_factory: Any, gw: GatewayStub) -> None:
+    """No daemon per spawn: a foreground spawn whose result was delivered leaves no process."""
+    cli = cli_factory("ok", "--text", "and nothing lingers")
+    rc, out, err = cli.finish(60)
+    assert rc == 0, err
+    time.sleep(1.0)
+    state = os.environ["KIMI_ACP_STATE_DIR"]
+    assert processes_of_state_dir(state) == [], "kimi-acp processes left 1 s after the spawn"
+    assert not (Path(state) / "deliverer.log").exists(), "a deliverer was started on the happy path"
+    assert_delivered_once(gw, json.loads(out)["runId"], "completed successfully", timeout=1)  # by the CLI itself
+
+
+def test_a_killed_reaper_is_reported_as_such(cli_factory: Any, gw: GatewayStub) -> None:
+    """kill -9 of the run's reaper (not of Claude Code): the run fails saying the reaper was
+    killed, Claude Code and its processes are stopped, and the report says the same. (Not a
+    daemon that cleared its environment: with its subreaper gone, it is out of reach; see
+    docs/durability.md.)"""
+    cli = cli_factory("sleep", "--seconds", "300", "--grandchild", "--setsid-grandchild")
+    rec, kids = cli.running_with_kids()
+    try:
+        assert rec.pid == rec.pgid and is_alive(rec.pid)
+        os.kill(rec.pid, signal.SIGKILL)  # the reaper is the run's process-group leader
+        rc, out, err = cli.finish(60)
+        final = cli.store.get_run(rec.run_id)
+        assert final.status == "error", final
+        assert "reaper" in (final.error or "") and "SIGKILL" in (final.error or ""), final.error
+        assert "Claude Code was killed" not in (final.error or "")
+        assert json.loads(out)["error"] == final.error
+        assert_no_process_left(rec.run_id, rec.pgid, kids)
+        got = assert_delivered_once(gw, rec.run_id, "failed", timeout=10)
+        assert "reaper" in got.body["message"]
         assert_no_stuck_rows()
     finally:
         _cleanup(kids)
@@ -516,3 +584,74 @@ def test_kill_9_of_spawn_running_the_real_claude_code(tmp_path: Path, gw: Gatewa
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+# --------------------------------------------------------------------------- a disk that fills mid-turn
+
+
+def _fill(directory: Path) -> int:
+    """Write a file in ``directory`` until its file system is full; returns the bytes written."""
+    written = 0
+    with open(directory / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+                written += 65536
+        except OSError as exc:
+            assert exc.errno == 28, exc  # ENOSPC
+    return written
+
+
+def test_a_run_that_finishes_on_a_full_disk_is_recorded_true(cli_factory: Any, gw: GatewayStub) -> None:
+    """The state dir's disk (a real 3 MB tmpfs) fills while Claude Code works: the run is
+    recorded with its real status (never left `running`, later called `lost`), its result is
+    delivered, and the next spawn on the full disk — CLI and Python API — is refused with one
+    line and a hint, never a traceback."""
+    from test_faults import _mount_tmpfs, _umount
+
+    from kimi_acp.deliverer import stop_deliverer
+
+    state = Path(os.environ["KIMI_ACP_STATE_DIR"])
+    if not _mount_tmpfs(state, "size=3m"):
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        cli = cli_factory("sleep", "--seconds", "2")
+        rec = wait_until_sync(lambda: (r := cli.run()) and r.status == "running" and r, 30, "the run to start")
+        assert _fill(state) > 0
+        rc, out, err = cli.finish(60)
+        assert "Traceback" not in err, err
+        assert rc == 0, err
+        assert json.loads(out)["status"] == "ok"
+        with Store() as store:
+            final = store.get_run(rec.run_id)
+        assert final.status == "ok" and final.result_text == "slept", final
+        shown = subprocess.run([KIMI_ACP, "ps", "--all", "--json"], capture_output=True, text=True, env=dict(os.environ), timeout=30)
+        assert shown.returncode == 0, shown.stderr
+        assert [(r["runId"], r["status"]) for r in json.loads(shown.stdout)] == [(rec.run_id, "ok")]
+        assert_delivered_once(gw, rec.run_id, "completed successfully", timeout=15)
+
+        # The reserve went to that result: the disk has room again. Fill it for good.
+        (state / "filler").rename(state / "filler.1")
+        _fill(state)
+        again = subprocess.run([KIMI_ACP, "spawn", "once more", "--agent", "coder"], capture_output=True, text=True,
+                               env=dict(os.environ), timeout=60)
+        assert again.returncode == 2, again.stderr
+        lines = [x for x in again.stderr.splitlines() if x.strip()]
+        assert "Traceback" not in again.stderr and len(lines) == 2 and lines[1].startswith("hint: "), again.stderr
+        assert str(state) in lines[0] and ("full" in lines[0] or "No space" in lines[0]), lines[0]
+
+        async def python_api() -> dict[str, Any]:
+            from kimi_acp.spawn import Spawner
+
+            async with Spawner(pm=make_pm(FakeHarness(fake_argv("ok")))) as sp:
+                return await sp.spawn({"task": "and once more", "runtime": "acp"}, CONTEXT)
+
+        answer = anyio.run(python_api)
+        assert answer["status"] == "error" and str(state) in answer["error"], answer
+        assert "fix:" in answer["error"]
+    finally:
+        for name in ("filler", "filler.1"):
+            (state / name).unlink(missing_ok=True)
+        stop_deliverer(state)
+        _umount(state)

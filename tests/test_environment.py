@@ -163,9 +163,9 @@ def test_backend_env_and_quirks():
 
 
 def test_request_env_is_applied_after_the_backend():
-    child = build_child_env(PARENT, KIMI, key=KEY, request_env={"ANTHROPIC_MODEL": "kimi-k2-thinking", "FOO": "bar"})
-    assert child.env["ANTHROPIC_MODEL"] == "kimi-k2-thinking"
-    assert child.set["ANTHROPIC_MODEL"] == "kimi-k2-thinking"
+    child = build_child_env(PARENT, KIMI, key=KEY, request_env={"ENABLE_TOOL_SEARCH": "auto", "FOO": "bar"})
+    assert child.env["ENABLE_TOOL_SEARCH"] == "auto"  # the Kimi preset's quirk says false
+    assert child.set["ENABLE_TOOL_SEARCH"] == "auto"
     assert child.env["FOO"] == "bar"
     assert child.env["ANTHROPIC_DEFAULT_OPUS_MODEL"] == "kimi-for-coding"
 
@@ -300,9 +300,55 @@ def test_every_configured_secret_is_scrubbed_from_a_real_child(tmp_path, monkeyp
 
 def test_secret_names_and_values_are_scrubbed_by_build_child_env():
     parent = {**PARENT, "GLM_API_KEY": "glm-000000000", "OTHER": "inline-000000", "KEEP": "1"}
-    child = build_child_env(parent, KIMI, key=KEY, secret_names=["GLM_API_KEY"], secret_values=["inline-000000"])
+    # even passed by name, a secret kimi-acp knows (by name or by value) stays out
+    by_name = {n: "passed by name (test)" for n in ("GLM_API_KEY", "OTHER", "KEEP")}
+    child = build_child_env(parent, KIMI, key=KEY, secret_names=["GLM_API_KEY"], secret_values=["inline-000000"],
+                            pass_names=by_name)
     assert "GLM_API_KEY" not in child.env and "OTHER" not in child.env and child.env["KEEP"] == "1"
     assert {"GLM_API_KEY", "OTHER"} <= set(child.unset)
+    assert child.passed["KEEP"] == "passed by name (test)"
+
+
+PLANTED = {
+    "OPENAI_API_KEY": "sk-openai-planted000000000000000",
+    "TELEGRAM_BOT_TOKEN": "123456:planted-telegram-token-000",
+    "GITHUB_TOKEN": "ghp_planted000000000000000000000000",
+    "AWS_SECRET_ACCESS_KEY": "planted/aws/secret/000000000000",
+    "DATABASE_URL": "postgres://u:planted-pw@db/x",
+    "SOME_RANDOM_SETTING": "1",
+}
+
+
+def test_a_kimi_child_gets_an_allowlist_not_the_gateways_environment():
+    """The gateway's environment is full of other secrets (channel bot tokens, other providers'
+    keys): a Kimi-routed child gets what a coding agent needs, kimi-acp's own, the backend's
+    variables, and nothing else."""
+    parent = {**PARENT, **PLANTED, "LC_ALL": "C.UTF-8", "TERM": "xterm", "TMPDIR": "/tmp/x", "HTTPS_PROXY": "http://proxy:3128",
+              "no_proxy": "localhost", "KIMI_ACP_STATE_DIR": "/s", "CLAUDE_CODE_TMPDIR": "/t", "DISABLE_TELEMETRY": "1",
+              "CLAUDE_CODE_SECRET_TOKEN": "nope-0000000000", "NODE_OPTIONS": "--require /evil.js", "LD_PRELOAD": "/evil.so"}
+    child = build_child_env(parent, KIMI, key=KEY)
+    for name in PLANTED:
+        assert name not in child.env, name
+        assert name in child.unset, name
+    for name, value in PLANTED.items():
+        if name != "SOME_RANDOM_SETTING":
+            assert value not in child.env.values(), name
+    for name in ("NODE_OPTIONS", "LD_PRELOAD", "CLAUDE_CODE_SECRET_TOKEN"):
+        assert name not in child.env, name
+    for name in ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR", "HTTPS_PROXY", "no_proxy", "KIMI_ACP_STATE_DIR",
+                 "CLAUDE_CODE_TMPDIR", "DISABLE_TELEMETRY"):
+        assert child.env[name] == parent[name], name
+        assert child.passed[name], name
+    assert set(child.env) == set(child.passed) | set(child.set)
+
+
+def test_passed_by_name_reaches_the_child_and_passthrough_keeps_everything():
+    parent = {**PARENT, **PLANTED}
+    child = build_child_env(parent, KIMI, key=KEY, pass_names={"GITHUB_TOKEN": "passed by name (passEnv)"})
+    assert child.env["GITHUB_TOKEN"] == PLANTED["GITHUB_TOKEN"]
+    assert child.passed["GITHUB_TOKEN"] == "passed by name (passEnv)"
+    assert "OPENAI_API_KEY" not in child.env
+    assert build_child_env(parent, PASSTHROUGH_BACKEND, key=None).env == parent
 
 
 # --------------------------------------------------------------------------- the Kimi profile
@@ -342,12 +388,49 @@ def test_a_newer_kimi_model_as_the_backend_model_by_config(clean_env, model):
     assert backend.name == "kimi" and chosen == "kimi-k2.6"
 
 
-@pytest.mark.parametrize("name", ["ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "KIMI_API_KEY", "CLAUDE_CONFIG_DIR"])
-def test_a_request_env_cannot_point_the_key_elsewhere(name: str) -> None:
-    """The spawn's env (OpenClaw's ensureSession env, an agent's words) must not redirect a Kimi run."""
-    from kimi_acp.errors import KimiAcpError
+@pytest.mark.parametrize(("name", "why"), [
+    ("ANTHROPIC_BASE_URL", "where Claude Code's requests and the key go"),
+    ("ANTHROPIC_AUTH_TOKEN", "where Claude Code's requests and the key go"),
+    ("ANTHROPIC_API_KEY", "where Claude Code's requests and the key go"),
+    ("ANTHROPIC_MODEL", "which model answers"),
+    ("ANTHROPIC_UNIX_SOCKET", "where Claude Code's requests and the key go"),
+    ("ANTHROPIC_FOUNDRY_BASE_URL", "where Claude Code's requests and the key go"),
+    ("ANTHROPIC_SOMETHING_NEW", "where Claude Code's requests and the key go"),
+    ("KIMI_API_KEY", "where Claude Code's requests and the key go"),
+    ("CLAUDE_CONFIG_DIR", "where Claude Code's requests and the key go"),
+    ("CLAUDE_CODE_USE_BEDROCK", "where Claude Code's requests and the key go"),
+    ("HTTP_PROXY", "a proxy sees every request"),
+    ("HTTPS_PROXY", "a proxy sees every request"),
+    ("https_proxy", "a proxy sees every request"),
+    ("ALL_PROXY", "a proxy sees every request"),
+    ("NO_PROXY", "a proxy sees every request"),
+    ("no_proxy", "a proxy sees every request"),
+    ("NODE_TLS_REJECT_UNAUTHORIZED", "TLS certificates"),
+    ("NODE_EXTRA_CA_CERTS", "TLS certificates"),
+    ("SSL_CERT_FILE", "TLS certificates"),
+    ("NODE_OPTIONS", "NODE_* options"),
+    ("LD_PRELOAD", "loads code"),
+    ("LD_LIBRARY_PATH", "loads code"),
+    ("DYLD_INSERT_LIBRARIES", "loads code"),
+    ("BUN_CONFIG_VERBOSE_FETCH", "Bun's own switches"),
+    ("PATH", "which programs run"),
+])
+@pytest.mark.parametrize("backend", [KIMI, PASSTHROUGH_BACKEND], ids=["kimi", "passthrough"])
+def test_a_request_env_cannot_point_the_key_elsewhere(name: str, why: str, backend: Backend) -> None:
+    """The spawn's env (OpenClaw's ensureSession env, an agent's words, an ACP client) must not
+    redirect a run, on any route: on passthrough the key is the gateway's own."""
+    from kimi_acp.errors import RequestEnvError
 
-    with pytest.raises(KimiAcpError, match=f"sets {name}, which backend 'kimi' owns"):
-        build_child_env(PARENT, KIMI, key=KEY, request_env={name: "http://127.0.0.1:9/elsewhere"})
-    # passthrough injects nothing and owns nothing: the request's env is the request's
-    assert build_child_env(PARENT, PASSTHROUGH_BACKEND, key=None, request_env={name: "x"}).env[name] == "x"
+    with pytest.raises(RequestEnvError) as caught:
+        build_child_env(PARENT, backend, key=None if backend.passthrough else KEY,
+                        request_env={"FOO": "ok", name: "http://127.0.0.1:9/elsewhere"})
+    message = str(caught.value)
+    assert f"sets {name}, which a request may not set" in message and why in message
+    assert "\n" not in message and "fix: remove" in message
+
+
+def test_a_request_env_may_set_other_variables_on_any_route() -> None:
+    for backend in (KIMI, PASSTHROUGH_BACKEND):
+        child = build_child_env(PARENT, backend, key=None if backend.passthrough else KEY,
+                                request_env={"GIT_AUTHOR_NAME": "bot", "DEBUG": "1", "HOME": "/tmp/h"})
+        assert child.env["GIT_AUTHOR_NAME"] == "bot" and child.env["DEBUG"] == "1" and child.env["HOME"] == "/tmp/h"

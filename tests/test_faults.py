@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +30,7 @@ from fakes.spawning import (
     write_config,
 )
 from kimi_acp.errors import ConfigError, MissingKeyError
+from kimi_acp.hookspecs import hookimpl
 from kimi_acp.store import RunRecord, Store
 
 KEY = "sk-kimi-faults000000000000000000000000000f417"
@@ -250,6 +252,56 @@ async def test_the_transcript_is_capped(tmp_path: Path, monkeypatch: pytest.Monk
     assert path.stat().st_size < 70 * 1024
     last = json.loads(path.read_text().splitlines()[-1])
     assert last["subtype"] == "transcript_truncated"
+
+
+@pytest.mark.asyncio
+async def test_the_transcript_cap_is_in_bytes_and_configurable(tmp_path: Path) -> None:
+    """``limits.transcriptMaxMB``; the cap holds in bytes (UTF-8), the marker line included."""
+    from kimi_acp.spawn import Spawner
+
+    write_config(tmp_path, limits={"transcriptMaxMB": 1})
+    async with Spawner(pm=make_pm(FakeHarness(fake_argv("big-output", "--mb", "3")))) as sp:
+        answer = await sp.spawn({"task": "lots of output", "runtime": "acp"}, CONTEXT)
+        result = await sp.wait(answer["runId"], timeout=60)
+        path = sp.store.transcript_path(answer["runId"])
+    assert result.status == "ok"
+    assert 2**20 - 64 * 1024 < path.stat().st_size <= 2**20
+    last = json.loads(path.read_text().splitlines()[-1])
+    assert last["subtype"] == "transcript_truncated" and "transcriptMaxMB" in last["message"]
+
+
+class EventRecorder:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    @hookimpl
+    def kimi_acp_run_event(self, run: Any, event: Any) -> None:
+        if isinstance(event, dict):
+            self.events.append(event)
+
+
+@pytest.mark.asyncio
+async def test_a_stream_line_over_8_mb_is_said_not_lost_silently(tmp_path: Path) -> None:
+    """One huge message or tool input (a line over the 8 MB cut) is dropped whole, and said:
+    in the transcript, in the run's record, and as a ``line_cut`` run event for the doors."""
+    from kimi_acp.spawn import Spawner
+
+    write_config(tmp_path)
+    recorder = EventRecorder()
+    async with Spawner(pm=make_pm(FakeHarness(fake_argv("long-line", "--mb", "9")), recorder)) as sp:
+        answer = await sp.spawn({"task": "say a lot", "runtime": "acp"}, CONTEXT)
+        result = await sp.wait(answer["runId"], timeout=60)
+        rec = sp.store.get_run(answer["runId"])
+        path = sp.store.transcript_path(answer["runId"])
+    size = 9 * 2**20
+    cut = [e for e in recorder.events if e.get("subtype") == "line_cut"]
+    assert cut == [{"type": "kimi-acp", "subtype": "line_cut", "bytes": size, "message": cut[0]["message"]}]
+    assert "9.0 MB" in cut[0]["message"] and "dropped" in cut[0]["message"] and "\n" not in cut[0]["message"]
+    assert result.status == "ok" and result.result == "long"  # the lines around it went on
+    assert cut[0]["message"] in (rec.error or "") and cut[0]["message"] in (result.error or "")
+    marker = [json.loads(x) for x in path.read_text().splitlines() if "line_cut" in x]
+    assert marker == cut
+    assert path.stat().st_size < 64 * 1024  # the cut line itself is not in it
 
 
 @pytest.mark.asyncio

@@ -35,7 +35,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, claude_bin: str):
 async def test_an_early_started_claude_is_adopted_and_runs_the_task(setup: StubServer) -> None:
     pm = build_plugin_manager(entrypoints=False)
     request = {"task": "say hi early", "runtime": "acp", "env": {}}
-    early = await prestart(request, CONTEXT, config_path=None, pm=pm)
+    early = prestart(request, CONTEXT, config_path=None, pm=pm)
     assert early is not None and early.process.returncode is None  # running, waiting for its task
     assert "KIMI_ACP_RUN_ID" not in early.env and early.slot_fd is not None
     try:
@@ -54,7 +54,7 @@ async def test_an_early_started_claude_is_adopted_and_runs_the_task(setup: StubS
 @pytest.mark.asyncio
 async def test_a_mismatched_early_process_is_not_adopted_and_is_killed(setup: StubServer) -> None:
     pm = build_plugin_manager(entrypoints=False)
-    early = await prestart({"task": "x", "runtime": "acp", "env": {}}, CONTEXT, config_path=None, pm=pm)
+    early = prestart({"task": "x", "runtime": "acp", "env": {}}, CONTEXT, config_path=None, pm=pm)
     assert early is not None
     pid = early.process.pid
     async with Spawner(pm=pm, environ=dict(os.environ)) as sp:
@@ -79,9 +79,9 @@ async def test_nothing_starts_early_when_a_plugin_can_change_the_request(setup: 
             return None
 
     pm = build_plugin_manager(entrypoints=False, extra=(Rewriter(),))
-    assert await prestart({"task": "x", "runtime": "acp"}, CONTEXT, config_path=None, pm=pm) is None
+    assert prestart({"task": "x", "runtime": "acp"}, CONTEXT, config_path=None, pm=pm) is None
     os.environ["KIMI_ACP_NO_PRESTART"] = "1"
     try:
-        assert await prestart({"task": "x", "runtime": "acp"}, CONTEXT, config_path=None, pm=build_plugin_manager(entrypoints=False)) is None
+        assert prestart({"task": "x", "runtime": "acp"}, CONTEXT, config_path=None, pm=build_plugin_manager(entrypoints=False)) is None
     finally:
         del os.environ["KIMI_ACP_NO_PRESTART"]

@@ -139,3 +139,116 @@ def test_harness_ignoring_sigterm_and_its_daemon_die_on_cancel() -> None:
     assert out.cancelled and out.exit_code == -signal.SIGKILL  # type: ignore[attr-defined]
     fake = next(json.loads(x) for x in lines if '"fake"' in x)
     assert not any(is_alive(p) for p in fake["daemons"]), "the daemon of a SIGTERM-ignoring harness survived"
+
+
+# --------------------------------------------------------------------------- handing over when the supervisor dies
+
+HANDOVER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    sys.path.insert(0, {tests!r})
+    import anyio
+    from fakes import fake_argv
+    from kimi_acp.supervisor import ProcessSpec, Supervisor
+
+    async def main():
+        # The "deliverer" of this test writes a marker: it runs only if the reaper or its watch starts it.
+        command = {{"argv": [sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write('started')", {marker!r}],
+                    "env": dict(os.environ), "lock": {lock!r}}}
+        sup = Supervisor(grace=0.5, orphan_command=command)
+
+        def on_started(pid, pgid):
+            print(json.dumps({{"started": pid}}), flush=True)
+
+        spec = ProcessSpec(run_id={run_id!r}, argv=fake_argv(*{mode!r}), env=dict(os.environ), stdin=b"task")
+        out = await sup.run(spec, on_started=on_started, hold=True)
+        print(json.dumps({{"exit": out.exit_code}}), flush=True)
+        if {release!r}:
+            out.release()
+            print(json.dumps({{"released": True}}), flush=True)
+        await anyio.sleep(300)  # "delivering": killed here by the test
+
+    anyio.run(main)
+    """
+)
+
+
+def _handover(tmp_path: Path, mode: tuple[str, ...], release: bool) -> tuple[subprocess.Popen[str], Path]:
+    marker = tmp_path / "deliverer-started"
+    code = HANDOVER.format(tests=str(TESTS), marker=str(marker), lock=str(tmp_path / "deliverer.lock"),
+                           run_id=f"handover-{os.getpid()}-{len(mode)}", mode=list(mode), release=release)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    return proc, marker
+
+
+@pytest.mark.parametrize(("mode", "release", "started"), [
+    (("sleep", "--seconds", "300"), False, True),  # dies mid-run: the reaper starts it
+    (("ok",), False, True),  # dies after Claude Code exited, before "delivered": the watch starts it
+    (("ok",), True, False),  # released (recorded and delivered), then dies: nothing starts
+])
+def test_the_deliverer_is_started_only_when_the_supervisor_dies_with_work_left(
+    tmp_path: Path, mode: tuple[str, ...], release: bool, started: bool
+) -> None:
+    proc, marker = _handover(tmp_path, mode, release)
+    assert proc.stdout is not None
+    try:
+        assert "started" in json.loads(proc.stdout.readline())
+        if mode[0] == "ok":
+            assert "exit" in json.loads(proc.stdout.readline())
+            if release:
+                assert json.loads(proc.stdout.readline()) == {"released": True}
+        else:
+            time.sleep(0.3)
+        assert not marker.exists()  # nothing runs for it while the supervisor lives
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        if started:
+            wait_until_sync(marker.exists, 10, "the handed-over command to start")
+        else:
+            time.sleep(1.0)
+            assert not marker.exists(), "started although the run was released"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def test_no_watch_is_left_once_released(tmp_path: Path) -> None:
+    """The watch (a fork of the reaper, in its own session) exits when the supervisor releases the run."""
+    import anyio
+
+    marker = tmp_path / "never"
+    command = {"argv": [sys.executable, "-c", f"open({str(marker)!r}, 'w')"], "env": dict(os.environ), "lock": ""}
+
+    async def go() -> tuple[int, list[int]]:
+        sup = Supervisor(grace=0.5, orphan_command=command)
+        out = await sup.run(ProcessSpec(run_id="watch-1", argv=fake_argv("ok"), env=dict(os.environ), stdin=b"t"), hold=True)
+        watches = _watches(out.pid)
+        out.release()
+        return out.pid, watches
+
+    reaper, watches = anyio.run(go)
+    assert len(watches) == 1  # held: the watch waits
+    wait_until_sync(lambda: not any(is_alive(p) for p in watches), 5, "the watch to exit")
+    assert not marker.exists()
+
+
+def _watches(reaper: int) -> list[int]:
+    """Live processes in a session of their own whose command line is a reaper's of this process
+    (a watch: the fork keeps the reaper's command line)."""
+    from kimi_acp.supervisor import REAPER
+
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == reaper:
+            continue
+        try:
+            parts = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        # ours: the owner argument starts with this process's pid and hands over a release pipe
+        if len(parts) > 5 and parts[4] == REAPER.encode() and parts[5].startswith(f"{os.getpid()},".encode()) \
+                and b",r=" in parts[5] and is_alive(int(name)) and os.getsid(int(name)) == int(name):
+            found.append(int(name))
+    return found

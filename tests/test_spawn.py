@@ -455,7 +455,10 @@ async def test_spawn_env_plugin_reaches_the_child(tmp_path: Path, monkeypatch: p
     assert env.get("KIMI_ACP_TEST_PLUGIN_VAR") == "from-plugin-for-kimi"
     assert env.get("FROM_REQUEST") == "yes"
     assert "DROP_ME" not in env  # a None value removes an inherited variable
-    assert env.get("KIMI_ACP_RUN_ID") == answer["runId"]
+    # The run id is the harness's (its reaper, whose environ the probe reads, hands it over)
+    assert "KIMI_ACP_RUN_ID" not in env
+    init = next(o for o in transcript_objects(result.transcript or "") if o.get("subtype") == "init")
+    assert init["run_id"] == answer["runId"]
     assert env.get("ANTHROPIC_API_KEY") == KEY and "ANTHROPIC_AUTH_TOKEN" not in env
     assert env.get("ANTHROPIC_BASE_URL") == "http://127.0.0.1:9/coding"
     assert "KIMI_API_KEY" not in env  # the secret travels only as ANTHROPIC_API_KEY

@@ -542,13 +542,18 @@ async def test_big_output_streams_in_bounded_memory() -> None:
     assert peak < 8 * 1024 * 1024, f"peak traced memory {peak} bytes"
 
 
-async def test_overlong_line_is_truncated() -> None:
+async def test_an_overlong_line_is_dropped_whole_and_said() -> None:
+    """Half a JSON line is garbage: a line over the limit is not handed on, but its size is
+    (``on_line_cut``), and the outcome lists it; the lines around it go on as usual."""
     sup = make_supervisor(max_line_bytes=1024 * 1024)
     lines: list[str] = []
-    out = await sup.run(spec("long-1", "long-line", "--mb", "3"), on_line=lines.append)
+    cut: list[int] = []
+    out = await sup.run(spec("long-1", "long-line", "--mb", "3"), on_line=lines.append, on_line_cut=cut.append)
     assert out.exit_code == 0
-    assert [len(line) for line in lines[1:2]] == [1024 * 1024]
-    assert json.loads(lines[-1])["type"] == "result" and len(lines) == 3
+    assert cut == out.lines_cut == [3 * 1024 * 1024]
+    assert json.loads(lines[0])["subtype"] == "init"
+    assert json.loads(lines[-1])["type"] == "result" and len(lines) == 2
+    assert out.stdout_lines == 3
 
 
 async def test_stderr_and_stdout_are_read_concurrently() -> None:

@@ -73,7 +73,6 @@ class KimiAcpAgent:
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._owner: Any = None
-        self._bad_config: str | None = None
         self._claude_version: tuple[str, str] | None = None
 
     def on_connect(self, conn: Any) -> None:
@@ -292,29 +291,16 @@ class KimiAcpAgent:
 
     def _fresh_config(self) -> Any:
         """The Spawner's config, reloaded when ``openclaw.json`` changed since it was read
-        (a long-lived process must follow the user's edits). A broken edit keeps the last
-        good config and says so once."""
-        from .config import load_config
-        from .errors import KimiAcpError
+        (a long-lived process must follow the user's edits; a stat when it did not). A broken
+        edit, or a deleted file, keeps the last good config and says so once."""
+        from .config import refresh_config
 
         spawner = self.spawner
-        cfg = spawner.config
-        try:
-            text = cfg.path.read_text(encoding="utf-8") if cfg.path.exists() else ""
-        except OSError:
-            return cfg
-        if text == (cfg.text if cfg.exists else ""):
-            return cfg
-        try:
-            fresh = load_config(self.args.config, environ=spawner.environ)
-        except KimiAcpError as exc:
-            if self._bad_config != text:
-                self._bad_config = text
-                log(f"config changed but does not load, keeping the previous one: {exc}")
-            return cfg
-        log(f"config reloaded: {fresh.path}")
-        spawner.config = fresh
-        return fresh
+        cfg, note = refresh_config(spawner.config, environ=spawner.environ)
+        if note:
+            log(note)
+        spawner.config = cfg
+        return cfg
 
     async def load_session(self, cwd: str, session_id: str, mcp_servers: Any = None, additional_directories: Any = None, **kwargs: Any) -> Any:
         await self._get_spawner()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import PASSTHROUGH, PASSTHROUGH_BACKEND, Backend, Cost, ModelInfo
-from .errors import ConfigError, UnknownNameError
+from .errors import ConfigError, KimiAcpError, UnknownNameError
 
 PLUGIN_ID = "kimi-acp"
 SECTION_PATH = ("plugins", "entries", PLUGIN_ID, "config")
@@ -128,6 +128,11 @@ class Config:
     default_subagent_model: str | None = None
     missing_vars: set[str] = field(default_factory=set)
     environ: Mapping[str, str] = field(default_factory=dict)
+    #: ``(st_mtime_ns, st_size, st_ino)`` of the file when it was read (``None``: no file);
+    #: :func:`refresh_config` reloads only when it changes.
+    signature: tuple[int, int, int] | None = None
+    #: The signature of a later version :func:`refresh_config` could not use (said once).
+    rejected: tuple[int, int, int] | None = field(default=None, compare=False)
 
     def where(self, *path: str | int) -> str:
         """``file:line`` (when known) for messages about a JSON path."""
@@ -178,6 +183,23 @@ class Config:
 
     def known_backends(self) -> str:
         return ", ".join([*self.backends, PASSTHROUGH])
+
+    def pass_env(self, *, backend: str | None = None, requester: str | None = None,
+                 target: str | None = None) -> dict[str, str]:
+        """The variables the config passes to a run's child by name (``passEnv``), each with
+        where it is configured: the section's own, the backend's, the requesting agent's and
+        the target agent's (see :func:`kimi_acp.environment.build_child_env`)."""
+        settings = self.settings
+        out: dict[str, str] = {}
+        sources = [(f"{SECTION}.passEnv", getattr(settings, "passEnv", None))]
+        for kind, name in (("backends", backend), ("agents", requester), ("targets", target)):
+            entry = getattr(settings, kind, {}).get(name) if name else None
+            if entry is not None:
+                sources.append((f"{SECTION}.{kind}.{name}.passEnv", getattr(entry, "passEnv", None)))
+        for where, names in sources:
+            for var in names or ():
+                out.setdefault(var, f"passed by name ({where})")
+        return out
 
     @property
     def kimi_section_present(self) -> bool:
@@ -488,6 +510,7 @@ def load_config(
     cfg_path = Path(path).expanduser() if explicit else default_config_path(env)
     text = ""
     data: dict[str, Any] = {}
+    signature = config_signature(cfg_path)  # before reading: a write in between is seen next time
     exists = cfg_path.exists()
     if exists:
         try:
@@ -588,8 +611,10 @@ def load_config(
         default_subagent_model=_model_ref(_dig(data, ("agents", "defaults", "subagents", "model"))),
         missing_vars=missing,
         environ=env,
+        signature=signature if exists else None,
     )
     _check_references(cfg)
+    _check_pass_env(cfg)
     from .redact import redact
 
     for secret in cfg.secret_values():  # every printer, logger and the store mask them from now on
@@ -668,3 +693,65 @@ def _check_references(cfg: Config) -> None:
 
 
 ConfigLoader = Callable[..., Config]
+
+
+# --------------------------------------------------------------------------- passEnv and refreshing
+
+
+def _check_pass_env(cfg: Config) -> None:
+    """``passEnv`` may not name a variable this config reads a secret from (the gateway's
+    ``tokenEnv``, a backend's key variable): those never reach a child under their own name."""
+    secret = set(cfg.secret_names())
+    settings = cfg.settings
+    places: list[tuple[tuple[str, ...], Any]] = [(("passEnv",), getattr(settings, "passEnv", None))]
+    for kind in ("backends", "agents", "targets"):
+        for name, entry in (getattr(settings, kind, None) or {}).items():
+            places.append(((kind, name, "passEnv"), getattr(entry, "passEnv", None)))
+    for where, names in places:
+        bad = [n for n in names or () if n in secret]
+        if bad:
+            raise cfg.error((*SECTION_PATH, *where), f"{', '.join(bad)} holds a secret kimi-acp uses (a backend's key or "
+                            "the gateway token) and cannot be passed to Claude Code; remove it from passEnv")
+
+
+def config_signature(path: Path | str) -> tuple[int, int, int] | None:
+    """``(st_mtime_ns, st_size, st_ino)`` of the config file, ``None`` when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def refresh_config(cfg: Config, *, environ: Mapping[str, str] | None = None) -> tuple[Config, str | None]:
+    """The config a long-lived process should use now, and a note to log (``None``: nothing to say).
+
+    Only a ``stat`` when nothing changed (a 50 MB ``openclaw.json`` is not read again for every
+    turn). Returns
+
+    - ``cfg`` itself when the file (``cfg.path``) has the same mtime, size and inode;
+    - a newly loaded config when it changed and loads;
+    - ``cfg`` (the last good one) with a note when the edit does not load, or when the file was
+      deleted: a deleted config never silently turns Kimi-routed agents into passthrough.
+
+    Each note is returned once per version of the file. ``environ`` (for ``${VAR}``) defaults to
+    the one ``cfg`` was loaded with.
+    """
+    now = config_signature(cfg.path)
+    if now == cfg.signature:
+        cfg.rejected = None  # back as it was (moved away and back): a later change is news again
+        return cfg, None
+    if now is not None and now == cfg.rejected:
+        return cfg, None
+    if now is None:
+        if cfg.rejected == (0, 0, 0):
+            return cfg, None
+        cfg.rejected = (0, 0, 0)  # "deleted", said once
+        return cfg, (f"{cfg.path} was deleted (or cannot be read); kimi-acp keeps using the config it last read "
+                     "until the file is back (to stop routing, remove kimi-acp's section instead)")
+    try:
+        fresh = load_config(cfg.path, environ=cfg.environ if environ is None else environ)
+    except KimiAcpError as exc:
+        cfg.rejected = now
+        return cfg, f"{cfg.path} changed but does not load, keeping the previous one: {exc}"
+    return fresh, f"config reloaded: {fresh.path}"

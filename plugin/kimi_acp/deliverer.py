@@ -2,25 +2,33 @@
 
 A supervisor (``kimi-acp spawn``, the ``--no-wait`` worker, ``kimi-acp acp``, any embedding
 of the :class:`~kimi_acp.spawn.Spawner`) commits each result with its outbox rows and
-delivers them itself while it lives. The deliverer is what outlives it:
+delivers them itself while it lives. On the happy path nothing else runs. The deliverer is
+started only when something must be finished after its owner is gone:
+
+- by a supervisor that exits with undelivered results (the gateway is down, say);
+- by a run's :mod:`~kimi_acp.reaper` when the supervisor dies (the kernel tells the reaper
+  first): it starts the command it was handed at launch (:func:`deliverer_command`);
+- by ``kimi-acp ps``, ``outbox``, ``show``, ``wait`` and the warm ``kimi-acp acp`` process at
+  start (:func:`start_if_needed`), whenever results wait with no living owner (a killed
+  deliverer, a reboot).
+
+Once running it
 
 - **retries** every undelivered outbox item whose supervisor is gone (gateway down, 5xx,
   timeout, a ``lost`` notice; a live supervisor retries its own) with backoff (1, 2, 4 … 300 s)
   until it is delivered or expires
   (:data:`~kimi_acp.report.DELIVERY_EXPIRY`, recorded on the item with its last error);
 - **notices dead supervisors** within :data:`POLL` seconds (their runs' owner pid is gone),
-  marks their runs ``lost``, has their processes killed and queues the ``lost`` report —
-  without any other kimi-acp command running (the run's :mod:`~kimi_acp.reaper` has
-  already killed its processes by then);
+  marks their runs ``lost``, has their processes killed and queues the ``lost`` report
+  (the run's reaper has already killed its processes by then);
 - exits when there is nothing left to watch (no queued or running run, nothing to deliver)
   for :data:`IDLE_EXIT` seconds.
 
 Single instance: it holds an exclusive ``flock`` on ``<state dir>/deliverer.lock`` (the
-kernel drops it when the process dies), so :func:`ensure_deliverer` — called by every
-Spawner when it accepts a run — starts one only when none runs. Its log is
-``<state dir>/deliverer.log``. ``KIMI_ACP_NO_DELIVERER=1`` turns it off (for a host that
-delivers itself, e.g. a long-lived OpenClaw backend process running its own Spawner).
-Delivery is at least once; the gateway deduplicates by ``idempotencyKey``.
+kernel drops it when the process dies), so :func:`ensure_deliverer` starts one only when
+none runs. Its log is ``<state dir>/deliverer.log``. ``KIMI_ACP_NO_DELIVERER=1`` turns it off
+(for a host that delivers itself). Delivery is at least once; the gateway deduplicates by
+``idempotencyKey``.
 """
 
 from __future__ import annotations
@@ -75,48 +83,98 @@ def running_pid(state_dir: Path | str) -> int | None:
         return None
 
 
+def deliverer_command(state_dir: Path | str, *, environ: Mapping[str, str] | None = None,
+                      config_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """How to start the deliverer of ``state_dir``: ``{"argv", "env", "lock"}``. The env is
+    ``environ`` (the gateway token is read from it, as the supervisor would). Handed to each
+    run's reaper at launch, which starts it if the supervisor dies (see :mod:`.reaper`)."""
+    env = dict(os.environ if environ is None else environ)
+    state = Path(state_dir)
+    argv = [sys.executable, "-m", "kimi_acp.deliverer", "--state-dir", str(state)]
+    if config_path:
+        argv += ["--config", str(config_path)]
+    env["KIMI_ACP_STATE_DIR"] = str(state)
+    return {"argv": argv, "env": env, "lock": str(state / LOCK_NAME)}
+
+
 def ensure_deliverer(state_dir: Path | str, *, environ: Mapping[str, str] | None = None,
                      config_path: str | os.PathLike[str] | None = None) -> bool:
     """Start the deliverer of ``state_dir`` unless one runs. Returns whether one was started.
 
-    Cheap when one runs (an ``open`` and a failed ``flock``). The new process gets ``environ``
-    (the gateway token is read from it, as the supervisor would) in a new session, so neither
-    a terminal's Ctrl-C nor the death of the caller reaches it."""
-    env = dict(os.environ if environ is None else environ)
-    if disabled(env):
+    Cheap when one runs (an ``open`` and a failed ``flock``). The new process runs in a new
+    session, so neither a terminal's Ctrl-C nor the death of the caller reaches it."""
+    if disabled(os.environ if environ is None else environ):
         return False
-    state = Path(state_dir)
-    path = state / LOCK_NAME
+    command = deliverer_command(state_dir, environ=environ, config_path=config_path)
     try:
-        fd = _try_lock(path)
+        fd = _try_lock(Path(command["lock"]))
     except OSError:
         return False  # the state dir's own error is reported by the store
     if fd is None:
         return False
     os.close(fd)  # free: a new deliverer takes it (if two callers race, one of theirs wins)
-    argv = [sys.executable, "-m", "kimi_acp.deliverer", "--state-dir", str(state)]
-    if config_path:
-        argv += ["--config", str(config_path)]
-    env["KIMI_ACP_STATE_DIR"] = str(state)
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(command["argv"], env=command["env"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, cwd="/")
     # Reap it when it exits (no zombie in a long-lived host, no warning about a live Popen).
     threading.Thread(target=proc.wait, name="kimi-acp-deliverer-reaper", daemon=True).start()
     return True
 
 
+def needed(store: Any) -> bool:
+    """Is there something only a deliverer would finish: an undelivered result (or a queued or
+    running run) whose owning process is gone? One query and a ``/proc`` read per owner."""
+    from .store import _owner_alive
+
+    rows = store._query(
+        "SELECT DISTINCT r.owner_pid, r.owner_start FROM outbox o LEFT JOIN runs r ON r.run_id = o.run_id "
+        "WHERE o.delivered_at IS NULL AND o.expired_at IS NULL "
+        "UNION SELECT owner_pid, owner_start FROM runs WHERE status IN ('queued', 'running')"
+    )
+    return any(not _owner_alive(row[0], row[1]) for row in rows)
+
+
+def start_if_needed(state_dir: Path | str | None = None, *, store: Any = None, environ: Mapping[str, str] | None = None,
+                    config_path: str | os.PathLike[str] | None = None) -> bool:
+    """Start the deliverer when results (or runs) wait with no living owner and none runs.
+    Returns whether one was started. For ``ps``, ``outbox``, ``show``, ``wait`` and the warm
+    ``kimi-acp acp`` process at start (a killed deliverer, a reboot); cheap when nothing waits.
+
+    ``store`` (an open :class:`~kimi_acp.store.Store`) or ``state_dir`` (default: the usual
+    one); never raises for a state dir that cannot be read (the caller reports that)."""
+    if disabled(os.environ if environ is None else environ):
+        return False
+    own = None
+    try:
+        if store is None:
+            from .store import Store
+
+            store = own = Store(Path(state_dir) if state_dir is not None else None)
+        if not needed(store):
+            return False
+        return ensure_deliverer(store.state_dir, environ=environ, config_path=config_path)
+    except Exception:  # noqa: BLE001 - best effort: the command's own work reports a broken state dir
+        return False
+    finally:
+        if own is not None:
+            own.close()
+
+
 def stop_deliverer(state_dir: Path | str, timeout: float = 5.0) -> bool:
-    """SIGTERM the deliverer of ``state_dir`` and wait until it is gone. ``False`` if none ran."""
+    """SIGTERM the deliverer of ``state_dir`` and wait until it is gone (SIGKILL after
+    ``timeout``). ``False`` if none ran."""
     pid = running_pid(state_dir)
     if pid is None:
         return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and running_pid(state_dir) == pid:
-        time.sleep(0.02)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and running_pid(state_dir) == pid:
+            time.sleep(0.02)
+        if running_pid(state_dir) != pid:
+            return True
     return True
 
 
@@ -224,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config")
     p.add_argument("--idle-exit", type=float, default=IDLE_EXIT)
     args = p.parse_args(argv)
+    try:
+        os.chdir("/")  # started by a reaper in a run's cwd: hold no directory of anyone's
+    except OSError:
+        pass
     try:
         os.nice(5)  # delivery is never urgent next to a running harness (and our imports compete with its boot)
     except OSError:

@@ -102,3 +102,12 @@ class StateDirError(KimiAcpError):
 
     exit_code = 2
     code = "state_dir"
+
+
+class RequestEnvError(KimiAcpError):
+    """Raised when a spawn request's ``env`` sets a variable a request may not set (a proxy, a
+    TLS switch, ``NODE_*``, ``LD_*``, ``PATH``, a variable that chooses where Claude Code's
+    requests and key go); names the variable and why."""
+
+    exit_code = 2
+    code = "request_env"

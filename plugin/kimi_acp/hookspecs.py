@@ -78,12 +78,15 @@ def kimi_acp_run_event(run: Any, event: Any) -> None:
     """Observe a run's progress.
 
     Called for every event parsed from the harness's output (``system/init``, ``assistant``,
-    ``user``, ``system/api_retry``, ``result``, ...) and for status changes.
+    ``user``, ``system/api_retry``, ``result``, ...), for status changes
+    (``{"type": "status", "status": "running", "pid": N}``), and when a stream line over the
+    8 MB cut was dropped whole:
+    ``{"type": "kimi-acp", "subtype": "line_cut", "bytes": N, "message": "<one sentence>"}``.
 
     :param run: the run's record (:class:`kimi_acp.store.RunRecord`).
-    :param event: the parsed event (see :mod:`kimi_acp.harness.claude_code`), parsed from a
-        line that is already masked: the run's key and every secret-named variable of its
-        environment read as ``sk-kimi-…abcd``.
+    :param event: the parsed event (see :mod:`kimi_acp.harness.claude_code`), or one of the
+        dicts above; parsed from a line that is already masked: the run's key and every
+        secret-named variable of its environment read as ``sk-kimi-…abcd``.
     :return: nothing; keep it fast, it runs on the supervisor's loop.
     """
 

@@ -23,6 +23,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+PASS_ENV_HELP = (
+    "Variables of kimi-acp's own environment passed to Claude Code by name (e.g. GITHUB_TOKEN for gh), beyond "
+    "what a coding agent needs (PATH, HOME, locale, proxies, ...; see docs/configuration.md). Never the "
+    "variables that choose where Claude Code's requests and key go, nor kimi-acp's own secrets."
+)
+
+
+def _passable(names: list[str]) -> list[str]:
+    """``passEnv`` may not name a variable kimi-acp sets or drops for a reason."""
+    from .environment import SCRUBBED
+
+    refused = [n for n in names if n in SCRUBBED or n.startswith("ANTHROPIC_")]
+    if refused:
+        raise ValueError(
+            f"{', '.join(refused)} cannot be passed: kimi-acp sets the backend's own variables (its URL, key and "
+            "model) and keeps its secrets from the child; remove them from passEnv"
+        )
+    return names
+
+
 class BackendSettings(_Strict):
     """A backend defined (or overridden field by field) in our section."""
 
@@ -42,6 +63,12 @@ class BackendSettings(_Strict):
     )
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the child.")
     maxConcurrent: int | None = Field(None, ge=1, description="Concurrent runs on this backend (plans rate-limit).")
+    passEnv: list[EnvName] = Field(default_factory=list, description=PASS_ENV_HELP + " For runs on this backend.")
+
+    @field_validator("passEnv")
+    @classmethod
+    def _pass_env(cls, v: list[str]) -> list[str]:
+        return _passable(v)
 
 
 class RouteSettings(_Strict):
@@ -53,6 +80,12 @@ class RouteSettings(_Strict):
         None, description="Claude Code's permission mode for this agent's runs (default, acceptEdits, plan, bypassPermissions, dontAsk); "
         "unset: harness.permissionMode. A session's /acp set-mode wins."
     )
+    passEnv: list[EnvName] = Field(default_factory=list, description=PASS_ENV_HELP + " For this agent's runs.")
+
+    @field_validator("passEnv")
+    @classmethod
+    def _pass_env(cls, v: list[str]) -> list[str]:
+        return _passable(v)
 
     @model_validator(mode="after")
     def _model_needs_backend(self) -> RouteSettings:
@@ -69,6 +102,9 @@ class LimitSettings(_Strict):
     )
     runTimeoutSeconds: int = Field(1800, ge=0, description="Default wall-clock limit of a run; 0 means none.")
     graceSeconds: float = Field(5.0, ge=0, le=120, description="Wait between SIGTERM and SIGKILL.")
+    transcriptMaxMB: int | None = Field(
+        None, ge=1, le=4096, description="A run's transcript stops (with a marker line) at this size in MB; default 64."
+    )
 
 
 class HarnessSettings(_Strict):
@@ -147,10 +183,16 @@ class KimiAcpSettings(_Strict):
         default_factory=dict, description="Per target ACP agent (harness alias): its default backend."
     )
     backends: dict[str, BackendSettings] = Field(default_factory=dict, description="Extra or overriding backends.")
+    passEnv: list[EnvName] = Field(default_factory=list, description=PASS_ENV_HELP + " For every run.")
     limits: LimitSettings = Field(default_factory=LimitSettings)
     harness: HarnessSettings = Field(default_factory=HarnessSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
     extension: ExtensionSettings = Field(default_factory=ExtensionSettings)
+
+    @field_validator("passEnv")
+    @classmethod
+    def _pass_env(cls, v: list[str]) -> list[str]:
+        return _passable(v)
 
     @field_validator("backends")
     @classmethod

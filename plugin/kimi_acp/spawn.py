@@ -28,7 +28,7 @@ from typing import Any, Literal
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import KimiAcpError, MissingKeyError, SpawnBlocked, UnknownNameError
+from .errors import KimiAcpError, MissingKeyError, SpawnBlocked, StateDirError, UnknownNameError
 from .harness.command import PermissionMode
 from .redact import redact
 from .report import GatewayReporter, RunResult, flush_outbox, outbox_entries
@@ -37,6 +37,8 @@ from .report import GatewayReporter, RunResult, flush_outbox, outbox_entries
 MAX_TRANSCRIPT_BYTES = 64 * 2**20
 #: The largest task accepted (UTF-8 bytes): it is stored with the run and written to stdin.
 MAX_TASK_BYTES = 2 * 2**20
+#: A stream line longer than this is dropped whole, and the run says so (see ``line_cut``).
+MAX_LINE_BYTES = 8 * 2**20
 
 
 def _transcript_failed(store: Any, run_id: str, exc: OSError) -> str:
@@ -54,6 +56,51 @@ def _transcript_failed(store: Any, run_id: str, exc: OSError) -> str:
             pass
         return f"the transcript could not be written ({exc.strerror}: {path}) and was removed to keep room for the result"
     return f"the transcript could not be written ({exc.strerror or exc}: {path}); it stops there"
+
+
+#: Room kept under the transcript cap for the marker line that says the transcript stops.
+_MARKER_ROOM = 512
+
+
+def transcript_cap(settings: Any) -> int:
+    """A run's transcript cap in bytes: ``limits.transcriptMaxMB``, else :data:`MAX_TRANSCRIPT_BYTES`."""
+    mb = getattr(getattr(settings, "limits", None), "transcriptMaxMB", None)
+    return int(mb) * 2**20 if mb else MAX_TRANSCRIPT_BYTES
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n} bytes"
+
+
+def line_cut_message(size: int) -> str:
+    """What a run says about a stream line it dropped for its size."""
+    return (f"Claude Code wrote a stream line of {_size(size)} (one huge message or tool input or output), over "
+            f"kimi-acp's {_size(MAX_LINE_BYTES)} limit per line: it was dropped, and what it said is missing "
+            "from this run's stream and result")
+
+
+def reaper_killed_message(outcome: Any) -> str:
+    """The run's reaper died of a signal from outside while Claude Code still ran."""
+    import signal as signals
+
+    code = outcome.exit_code or 0
+    try:
+        how = signals.Signals(-code).name
+    except ValueError:
+        how = f"signal {-code}"
+    return (f"the run's reaper (pid {outcome.pid}, the parent kimi-acp starts Claude Code under) was killed by {how} "
+            "from outside kimi-acp; kimi-acp then stopped Claude Code and everything it started")
+
+
+def _say(message: str) -> None:
+    """One line on stderr (the warm process's log, the CLI's stderr), masked, then its
+    ``hint:`` line when the message carries a ``fix:``."""
+    import sys
+
+    from .errors import split_hint
+
+    head, hint = split_hint(redact(message))
+    print(f"kimi-acp: {head}" + (f"\nhint: {hint}" if hint else ""), file=sys.stderr)
 
 
 def _retry_hint(retries: list[str]) -> str:
@@ -150,10 +197,11 @@ class Spawner:
     store, the plugin manager, the parent environment, the gateway transport.
 
     Durability (see docs/durability.md): every run is started under a reaper, so its processes
-    die with it and with this process, even on SIGKILL; accepting a run makes sure the detached
-    deliverer of the state dir runs (``deliverer=False`` or ``KIMI_ACP_NO_DELIVERER=1`` for a
-    host that delivers itself); leaving the ``async with`` waits up to ``flush_timeout`` seconds
-    for this spawner's results to be delivered, and leaves the rest to the deliverer.
+    die with it and with this process, even on SIGKILL — and the reaper then starts the
+    detached deliverer of the state dir, which records the run ``lost`` and reports it;
+    leaving the ``async with`` waits up to ``flush_timeout`` seconds for this spawner's results
+    to be delivered, and starts the deliverer only for what is left. Nothing else runs on the
+    happy path. ``deliverer=False`` or ``KIMI_ACP_NO_DELIVERER=1``: a host that delivers itself.
     """
 
     def __init__(
@@ -200,6 +248,9 @@ class Spawner:
         self._outbox_wakeup: anyio.Event | None = None
         self._harness: Any = None
         self._overridden: set[str] = set()  # runs started with the --settings override (harness/override.py)
+        self._unrecorded: set[str] = set()  # runs whose progress the store could not take (said once)
+        self._unsaved: dict[str, dict[str, Any]] = {}  # finished runs the store could not take: tried again at exit
+        self._holds: dict[str, Any] = {}  # run id -> release of its watch (see supervisor.Launch)
         self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -222,16 +273,26 @@ class Spawner:
             backend_caps=caps,
             default_backend_cap=limits.backendMaxConcurrent,
             grace=limits.graceSeconds,
+            max_line_bytes=MAX_LINE_BYTES,
             # The /proc sweep for escaped descendants runs after the result is told (see _run).
             sweep_escaped=False,
             # The per-backend cap holds across every kimi-acp process on this state dir.
             slots=ProcessSlots(Path(self.store.state_dir) / "slots", caps, limits.backendMaxConcurrent),
+            # If this process dies, each run's reaper starts the deliverer (it knows first).
+            orphan_command=self._deliverer_command(),
         )
         self._harness = ClaudeCodeHarness(self.config.settings.harness)
         if not self.pm.is_registered(self._harness):
             self.pm.register(self._harness, name=f"kimi_acp.claude_code.{id(self)}")
         if self._recover:
-            recover_runs(self.store, self.config.settings)
+            try:
+                recover_runs(self.store, self.config.settings)
+            except (sqlite3.Error, OSError) as exc:
+                from .store import state_fault
+
+                if self._own_store:
+                    self.store.close()
+                raise state_fault(self.store.state_dir, exc) from None
         self._flush_lock = anyio.Lock()  # the outbox loop and flush_outbox() never send the same item twice
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
@@ -246,6 +307,7 @@ class Spawner:
         self._closing = True  # runs accepted but not yet started are cancelled, not started
         try:
             await self._supervisor.aclose()
+            self._save_unsaved()
             await self._flush_before_exit()
             with anyio.CancelScope(shield=True), anyio.move_on_after(self._flush_timeout):
                 # The outbox loop starts no new item once closing; its POST in flight ends first,
@@ -269,6 +331,15 @@ class Spawner:
             if self._own_store:
                 self.store.close()
 
+    def _save_unsaved(self) -> None:
+        """Try once more to record the runs whose result the store could not take."""
+        for run_id, fields in list(self._unsaved.items()):
+            try:
+                self.store.finish_run(run_id, **fields)
+                del self._unsaved[run_id]
+            except (sqlite3.Error, OSError, KimiAcpError):
+                pass
+
     async def _flush_before_exit(self) -> None:
         """Whoever commits a result sees it delivered: wait (at most ``flush_timeout`` seconds)
         until the results of the runs this spawner finished are delivered; what is left goes
@@ -284,23 +355,39 @@ class Spawner:
                 while time.monotonic() < deadline and any(item.run_id in self._mine for item in self.store.outbox_pending()):
                     await self.flush_outbox(deadline=deadline)  # one in flight in the outbox loop is waited for
                     await anyio.sleep(0.01)
-        pending = self.store.outbox_pending()
+        try:
+            pending = self.store.outbox_pending()
+        except (sqlite3.Error, OSError):
+            pending = []  # a broken state dir: nothing can be handed over (it was said when it broke)
         if pending:
             # What is left goes to the deliverer. This process may live on after this Spawner
             # (a host, a test): hand the runs over, or the deliverer would wait for it to exit.
             self.store.release_runs(sorted({item.run_id for item in pending if item.run_id in self._mine}))
             self._ensure_deliverer()
+        for run_id in list(self._holds):  # delivered, or now the deliverer's
+            self._release(run_id)
+
+    def _deliverer_config_path(self) -> Any:
+        config_path = self._config_path
+        if config_path is None and getattr(self.config, "exists", False):
+            config_path = self.config.path
+        return config_path
+
+    def _deliverer_command(self) -> dict[str, Any] | None:
+        """What each run's reaper starts if this process dies (``None``: no deliverer)."""
+        if not self._deliverer:
+            return None
+        from .deliverer import deliverer_command
+
+        return deliverer_command(self.store.state_dir, environ=self.environ, config_path=self._deliverer_config_path())
 
     def _ensure_deliverer(self) -> None:
         if not self._deliverer:
             return
         from .deliverer import ensure_deliverer
 
-        config_path = self._config_path
-        if config_path is None and getattr(self.config, "exists", False):
-            config_path = self.config.path
         try:
-            ensure_deliverer(self.store.state_dir, environ=self.environ, config_path=config_path)
+            ensure_deliverer(self.store.state_dir, environ=self.environ, config_path=self._deliverer_config_path())
         except OSError as exc:  # the run goes on; only a crash of this process would be noticed later
             import sys
 
@@ -330,16 +417,22 @@ class Spawner:
             return error_answer("spawn_failed", f"invalid spawn request: {msg}")
         if req.runtime != "acp":
             return {"status": "ignored", "reason": f"runtime '{req.runtime}' is OpenClaw's own; kimi-acp acts on runtime='acp' only"}
-        prepared = self.prepare(req, ctx, run_id=prestarted.run_id if prestarted is not None else None)
+        try:
+            prepared = self.prepare(req, ctx, run_id=prestarted.run_id if prestarted is not None else None)
+        except (sqlite3.Error, OSError, StateDirError) as exc:
+            # The state dir cannot take the run (a full disk, a read-only or broken database):
+            # an answer that says so, never an exception (the ACP door would say "Internal error").
+            from .store import state_fault
+
+            return error_answer("spawn_failed", f"kimi-acp cannot record the run: {state_fault(self.store.state_dir, exc)}")
         rec = prepared["record"]
         if "error" in prepared:
             return prepared["error"]
         spec = prepared["spec"]
         if prestarted is not None and prestarted.matches(spec):
-            spec.process, spec.slot_fd = prestarted.adopt()
+            spec.process, spec.slot_fd, spec.release = prestarted.adopt()
         req = prepared["request"]  # as rewritten by kimi_acp_before_spawn hooks
         self._events[rec.run_id] = anyio.Event()
-        self._ensure_deliverer()  # it records the run lost and reports it if this process dies
         self._tg.start_soon(self._run, rec, spec, req, prepared["route"])
         return {
             "status": "accepted",
@@ -437,7 +530,8 @@ class Spawner:
             routed = req.model_copy(update={"model": route.model, "permissionMode": mode})
             plugin_env = self.pm.hook.kimi_acp_spawn_env(request=routed, backend=route.backend)
             child = build_child_env(self.environ, route.backend, key=key, model=route.model, request_env=req.env, plugin_env=plugin_env,
-                                    secret_names=self.config.secret_names(), secret_values=self.config.secret_values())
+                                    secret_names=self.config.secret_names(), secret_values=self.config.secret_values(),
+                                    pass_names=self.config.pass_env(backend=route.name, requester=ctx.requesterAgentId, target=target))
             argv = self.pm.hook.kimi_acp_harness_command(request=routed, backend=route.backend)
             if not argv:
                 raise KimiAcpError("no harness answered kimi_acp_harness_command")
@@ -512,32 +606,40 @@ class Spawner:
 
         def on_started(pid: int, pgid: int) -> None:
             rec.status, rec.pid, rec.pgid, rec.started_at = "running", pid, pgid, time.time()
-            store.update_run(rec.run_id, status="running", pid=pid, pgid=pgid, started_at=rec.started_at)
+            self._record(rec.run_id, status="running", pid=pid, pgid=pgid, started_at=rec.started_at)
             hook.kimi_acp_run_event(run=rec, event={"type": "status", "status": "running", "pid": pid})
 
         transcript: dict[str, Any] = {"bytes": 0, "error": None, "capped": False}
         retries: list[str] = []
+        cap = transcript_cap(self.config.settings)
+
+        def write_transcript(line: str) -> None:
+            """Append one line unless the transcript is capped or failed; never more than ``cap``
+            bytes (UTF-8) in all, the marker that says so included."""
+            if transcript["error"] is not None or transcript["capped"]:
+                return
+            size = (len(line) if line.isascii() else len(line.encode("utf-8", "replace"))) + 1
+            try:
+                if transcript["bytes"] + size > cap - _MARKER_ROOM:
+                    transcript["capped"] = True
+                    store.append_transcript(rec.run_id, json.dumps({
+                        "type": "kimi-acp", "subtype": "transcript_truncated",
+                        "message": f"the transcript stops here: it reached its cap of {cap} bytes (limits.transcriptMaxMB)"}))
+                else:
+                    transcript["bytes"] += size
+                    store.append_transcript(rec.run_id, line)
+            except OSError as exc:  # disk full, I/O error: the run goes on, its result is kept
+                transcript["error"] = _transcript_failed(store, rec.run_id, exc)
 
         def on_line(line: str) -> str | None:
             # Masked at the source: the transcript, the run's events (the ACP and OpenClaw
             # streams, CLI progress, plugins), its result and its report all read this line.
             line = redact(line)
-            if transcript["error"] is None and not transcript["capped"]:
-                transcript["bytes"] += len(line) + 1
-                try:
-                    if transcript["bytes"] > MAX_TRANSCRIPT_BYTES:
-                        transcript["capped"] = True
-                        store.append_transcript(rec.run_id, json.dumps({
-                            "type": "kimi-acp", "subtype": "transcript_truncated",
-                            "message": f"the transcript stops here: it reached {MAX_TRANSCRIPT_BYTES // 2**20} MB"}))
-                    else:
-                        store.append_transcript(rec.run_id, line)
-                except OSError as exc:  # disk full, I/O error: the run goes on, its result is kept
-                    transcript["error"] = _transcript_failed(store, rec.run_id, exc)
+            write_transcript(line)
             event = state.feed(line)
             if state.claude_code_version and rec.claude_code_version is None:
                 rec.claude_code_version = state.claude_code_version
-                store.update_run(rec.run_id, claude_code_version=rec.claude_code_version)
+                self._record(rec.run_id, claude_code_version=rec.claude_code_version)
             if event is not None:
                 if getattr(event, "subtype", None) == "api_retry":
                     status_ = getattr(event, "error_status", None)
@@ -546,8 +648,17 @@ class Spawner:
                 hook.kimi_acp_run_event(run=rec, event=event)
             return state.fatal
 
+        def on_line_cut(size: int) -> None:
+            """A stream line over the supervisor's cut (one huge message or tool input) is dropped
+            whole: say so in the transcript, in the run's record and to the run's watchers."""
+            event = {"type": "kimi-acp", "subtype": "line_cut", "bytes": size, "message": line_cut_message(size)}
+            write_transcript(json.dumps(event))
+            hook.kimi_acp_run_event(run=rec, event=event)
+
         try:
-            outcome = await self._supervisor.run(spec, on_line=on_line, on_started=on_started)
+            # hold: the run's watch stays until its result is recorded and delivered (see _release).
+            outcome = await self._supervisor.run(spec, on_line=on_line, on_started=on_started, on_line_cut=on_line_cut,
+                                                 hold=True)
         except OSError as exc:
             if rec.started_at is None:  # the harness could not be started: this run fails, the spawner lives on
                 msg = f"cannot start the harness {spec.argv[0]!r}: {exc}"
@@ -570,17 +681,63 @@ class Spawner:
             status, error = "timeout", f"the run exceeded its time limit of {spec.timeout:g} s and was killed"
         elif outcome.killed_reason:
             status, error = ("rate_limited" if state.rate_limited else "error"), outcome.killed_reason.removeprefix("fatal: ")
+        elif outcome.reaper_killed:
+            status, error = "error", reaper_killed_message(outcome)
         else:
             status, error = summary.status, summary.error
         if status == "timeout":
             error = f"{error}{_retry_hint(retries)}"
+        notes = [line_cut_message(size) for size in outcome.lines_cut]
         if transcript["error"]:
-            error = f"{error}; {transcript['error']}" if error else str(transcript["error"])
+            notes.append(str(transcript["error"]))
+        for note in notes:
+            error = f"{error}; {note}" if error else note
+        self._holds[rec.run_id] = outcome.release
         self._finish(rec, req, status, error=error, exit_code=outcome.exit_code, state=state, summary=summary,
                      started=outcome.started_at, ended=outcome.ended_at)
         # Descendants that left the process group (setsid) still carry KIMI_ACP_RUN_ID: no orphan survives.
         with anyio.CancelScope(shield=True):
             await self._supervisor.sweep(rec.run_id)
+
+    def _release(self, run_id: str) -> None:
+        """The run's result is recorded and delivered, or handed to the deliverer: its watch
+        (which would start the deliverer if this process died) may exit."""
+        release = self._holds.pop(run_id, None)
+        if release is not None:
+            release()
+
+    def _release_delivered(self, failed: int) -> None:
+        """After a delivery round: release the runs whose results are all delivered. When a
+        delivery failed, the deliverer is started now (it takes over only once this process
+        is gone) and every held run released: no watch lingers through a gateway outage."""
+        if not self._holds:
+            return
+        if failed:
+            self._ensure_deliverer()
+            for run_id in list(self._holds):
+                self._release(run_id)
+            return
+        try:
+            waiting = {item.run_id for item in self.store.outbox_pending()}
+        except (sqlite3.Error, OSError):
+            return
+        for run_id in list(self._holds):
+            if run_id not in waiting:
+                self._release(run_id)
+
+    def _record(self, run_id: str, **fields: Any) -> bool:
+        """Update a running run's record; a state-dir fault (a full disk) is said once on stderr
+        and does not stop the run: its result is what must be recorded, at the end."""
+        try:
+            self.store.update_run(run_id, **fields)
+            return True
+        except (sqlite3.Error, OSError) as exc:
+            if run_id not in self._unrecorded:
+                self._unrecorded.add(run_id)
+                from .store import state_fault
+
+                _say(f"run {run_id}: its progress cannot be recorded: {state_fault(self.store.state_dir, exc)}")
+            return False
 
     def _cancel_requested(self, run_id: str) -> bool:
         try:
@@ -617,7 +774,9 @@ class Spawner:
         entries = outbox_entries(result, self.config.settings, expects_completion=req.expectsCompletionMessage)
         # The result is committed (with its deliveries) before anyone is told.
         try:
-            self.store.finish_run(
+            # On a full disk the store gives back its reserve, or records the status with an
+            # error naming the disk (``short``): never a run left `running`, later called lost.
+            short = self.store.finish_run(
                 rec.run_id,
                 status=status,
                 exit_code=exit_code,
@@ -631,13 +790,19 @@ class Spawner:
                 num_turns=result.numTurns,
                 outbox=entries,
             )
-        except (sqlite3.Error, OSError) as exc:
-            # The database cannot take it (disk full, I/O error): the waiter still gets the result,
-            # with what failed; the row stays active and is recorded lost when this process is gone.
-            import sys
+            if short:
+                entries = []  # the report was not saved: nothing to deliver
+                result = replace(result, error=f"{error}; {short}" if error else short)
+                _say(f"run {rec.run_id}: {short}")
+        except (sqlite3.Error, OSError, KimiAcpError) as exc:
+            # The database cannot take even the status (an I/O error, a read-only dir): the waiter
+            # still gets the result, with what failed, and the record is tried again at exit.
+            from .store import state_fault
 
-            why = f"the result could not be saved to {self.store.db_path}: {type(exc).__name__}: {exc}"
-            print(f"kimi-acp: run {rec.run_id}: {redact(why)}", file=sys.stderr)
+            why = f"the result could not be saved: {state_fault(self.store.state_dir, exc)}"
+            _say(f"run {rec.run_id}: {why}")
+            self._unsaved[rec.run_id] = {"status": status, "exit_code": exit_code, "error": f"{error}; {why}" if error else why}
+            entries = []
             result = replace(result, error=f"{error}; {why}" if error else why)
         from .harness.override import remove_override
 
@@ -664,6 +829,8 @@ class Spawner:
             event.set()
         if entries and self._outbox_wakeup is not None:
             self._outbox_wakeup.set()
+        else:
+            self._release(rec.run_id)  # recorded, nothing to deliver: the run's watch may go
         return result
 
     # ------------------------------------------------------------------ waiting and cancelling
@@ -682,18 +849,12 @@ class Spawner:
         return self._supervisor.cancel(run_id)
 
     async def _cancel_watch(self) -> None:
-        """Honour ``kimi-acp kill`` from other processes: it sets cancel_requested in the store.
-        Also keeps a deliverer running while runs are active (one that was killed is replaced)."""
+        """Honour ``kimi-acp kill`` from other processes: it sets cancel_requested in the store."""
         while True:
             await anyio.sleep(0.5)
-            active = False
             for run_id, event in list(self._events.items()):
-                if not event.is_set():
-                    active = True
-                    if self._supervisor.status(run_id) and self._cancel_requested(run_id):
-                        self._supervisor.cancel(run_id)
-            if active:
-                self._ensure_deliverer()
+                if not event.is_set() and self._supervisor.status(run_id) and self._cancel_requested(run_id):
+                    self._supervisor.cancel(run_id)
 
     async def _outbox_loop(self) -> None:
         assert self._reporter is not None and self._outbox_wakeup is not None
@@ -703,6 +864,7 @@ class Spawner:
         while True:
             async with self._flush_lock:
                 delivered, failed = await flush_outbox(self.store, self._reporter, only=lambda _item: not self._closing)
+            self._release_delivered(failed)
             pending = self.store.outbox_pending()
             if failed:
                 attempt += 1
@@ -722,7 +884,9 @@ class Spawner:
         if self._reporter is None:
             return (0, 0)
         async with self._flush_lock:
-            return await flush_outbox(self.store, self._reporter, deadline=deadline)
+            delivered, failed = await flush_outbox(self.store, self._reporter, deadline=deadline)
+        self._release_delivered(failed)
+        return delivered, failed
 
     def result_of(self, run_id: str) -> RunResult:
         return result_from_record(self.store.get_run(run_id), self.store)

@@ -39,6 +39,10 @@ ACTIVE: frozenset[str] = frozenset({"queued", "running"})
 TERMINAL: frozenset[str] = frozenset({"ok", "error", "timeout", "cancelled", "lost", "rate_limited"})
 
 DB_NAME = "runs.sqlite3"
+#: A file of :data:`RESERVE_BYTES` kept in the state dir and given back to the disk when it is
+#: full, so that a finished run can still be recorded (see :meth:`Store.finish_run`).
+RESERVE_NAME = "disk-reserve"
+RESERVE_BYTES = 512 * 1024
 _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
 
 
@@ -283,6 +287,50 @@ def _state_dir_error(path: Path, exc: OSError) -> Exception:
                          "fix: fix it, or set KIMI_ACP_STATE_DIR to another directory")
 
 
+def _no_space(path: Path) -> bool:
+    """Is the file system of ``path`` (nearly) out of space for us?"""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+def is_disk_full(exc: BaseException, path: Path | None = None) -> bool:
+    """A full disk (or quota), as SQLite or the OS reports it. SQLite says "disk I/O error"
+    when it cannot grow its shared-memory file: with ``path``, that counts when the file
+    system of ``path`` has no space left."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.Error):
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+            return True
+        return path is not None and "disk I/O" in str(exc) and _no_space(path)
+    return False
+
+
+def state_fault(path: Path, exc: BaseException) -> Exception:
+    """A :class:`~kimi_acp.errors.StateDirError` (one line naming the path, with ``fix:``) for
+    any fault of the state dir or its database; other errors are returned as they are."""
+    from .errors import StateDirError
+
+    if isinstance(exc, StateDirError):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        text = str(exc)
+        if isinstance(exc, sqlite3.DatabaseError) and any(
+                w in text for w in ("readonly", "read-only", "disk is full", "disk I/O", "not a database", "malformed")):
+            return _database_error(path / DB_NAME, exc)
+        if "locked" in text or "busy" in text:
+            return StateDirError(f"{path / DB_NAME} is busy ({text}): another kimi-acp process held it too long; "
+                                 "fix: try again")
+        return StateDirError(f"{path / DB_NAME}: {text}; fix: check the state dir (kimi-acp doctor), "
+                             "or set KIMI_ACP_STATE_DIR elsewhere")
+    if isinstance(exc, OSError):
+        return _state_dir_error(path, exc)
+    return exc
+
+
 def _database_error(db: Path, exc: sqlite3.DatabaseError) -> Exception:
     from .errors import StateDirError
 
@@ -290,8 +338,10 @@ def _database_error(db: Path, exc: sqlite3.DatabaseError) -> Exception:
     if "readonly" in text or "read-only" in text:
         return StateDirError(f"{db} is read-only ({text}); fix: make it and its directory writable, "
                              "or set KIMI_ACP_STATE_DIR to a writable directory")
-    if "disk is full" in text or "disk I/O" in text:
-        return StateDirError(f"{db}: {text}; fix: free some space (or fix the disk) there, or set KIMI_ACP_STATE_DIR elsewhere")
+    if "disk is full" in text or ("disk I/O" in text and _no_space(db.parent)):
+        return StateDirError(f"{db}: the disk is full ({text}); fix: free some space there, or set KIMI_ACP_STATE_DIR elsewhere")
+    if "disk I/O" in text:
+        return StateDirError(f"{db}: {text}; fix: check the disk (dmesg), or set KIMI_ACP_STATE_DIR elsewhere")
     return StateDirError(f"{db} is not a kimi-acp database ({text}); fix: move it away "
                          f"(mv {db} {db}.broken) and a new one is made, losing the run history")
 
@@ -329,6 +379,52 @@ class Store:
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise _database_error(self.db_path, exc) from None
+        self.keep_reserve()
+
+    # -- the disk reserve
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.state_dir / RESERVE_NAME
+
+    def keep_reserve(self) -> bool:
+        """Make sure the disk reserve exists (a stat when it does). Never raises: on a full disk
+        there is none, and the next store that opens tries again."""
+        path = self.reserve_path
+        try:
+            if path.stat().st_size >= RESERVE_BYTES:
+                return True
+        except OSError:
+            pass
+        tmp = path.with_name(f".{RESERVE_NAME}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            try:
+                try:
+                    os.posix_fallocate(fd, 0, RESERVE_BYTES)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    os.write(fd, b"\0" * RESERVE_BYTES)  # no fallocate on this file system
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            return True
+        except OSError:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            return False
+
+    def release_reserve(self) -> bool:
+        """Give the disk reserve back (the disk is full and a result must be recorded)."""
+        try:
+            self.reserve_path.unlink()
+            return True
+        except OSError:
+            return False
 
     # -- plumbing
 
@@ -475,9 +571,16 @@ class Store:
         num_turns: int | None = None,
         outbox: Sequence[tuple[str, dict[str, Any]]] = (),
         ended_at: float | None = None,
-    ) -> None:
+    ) -> str | None:
         """Record a run's result and queue its notifications in ONE transaction, so a result
-        is on disk before anyone is told and nobody is told about a result that is not."""
+        is on disk before anyone is told and nobody is told about a result that is not.
+
+        On a full disk the run is still recorded with its real status: the disk reserve is
+        given back and the result written again; if even that does not fit, the status, exit
+        code and an error naming the disk are (without the result text and the report).
+        Returns the error recorded in that last case (``None`` when all was saved); raises
+        (a :class:`~kimi_acp.errors.StateDirError` for the state dir's faults) only when
+        nothing could be recorded."""
         self._check_status(status, TERMINAL)
         now = time.time()
         values = {
@@ -485,13 +588,38 @@ class Store:
             "result_text": result_text, "error": error, "usage": usage or {}, "cost_usd": cost_usd, "cost_source": cost_source,
             "duration_ms": duration_ms, "claude_session_id": claude_session_id, "num_turns": num_turns,
         }
-        sets = ", ".join(f"{n} = ?" for n in values)
-        with self._tx() as db:
-            params = [self._column_value(n, v) for n, v in values.items()]
-            if not db.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", [*params, run_id]).rowcount:
-                raise self._not_found(run_id)
-            self._insert_outbox(db, run_id, outbox, now)
+
+        def write(values: dict[str, Any], outbox: Sequence[tuple[str, dict[str, Any]]]) -> None:
+            sets = ", ".join(f"{n} = ?" for n in values)
+            with self._tx() as db:
+                params = [self._column_value(n, v) for n, v in values.items()]
+                if not db.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", [*params, run_id]).rowcount:
+                    raise self._not_found(run_id)
+                self._insert_outbox(db, run_id, outbox, now)
+
         self.close_transcript(run_id)
+        try:
+            write(values, outbox)
+            return None
+        except (sqlite3.Error, OSError) as exc:
+            if not is_disk_full(exc, self.state_dir):
+                raise state_fault(self.state_dir, exc) from None
+        if self.release_reserve():
+            try:
+                write(values, outbox)
+                return None
+            except (sqlite3.Error, OSError) as exc:
+                if not is_disk_full(exc, self.state_dir):
+                    raise state_fault(self.state_dir, exc) from None
+        why = (f"the disk of the state dir {self.state_dir} is full: only this status was saved, not the result text "
+               "or its report (free some space there)")
+        short = {"status": status, "ended_at": values["ended_at"], "exit_code": exit_code,
+                 "error": f"{error}; {why}" if error else why}
+        try:
+            write(short, ())
+        except (sqlite3.Error, OSError) as exc:
+            raise state_fault(self.state_dir, exc) from None
+        return why
 
     def request_cancel(self, run_id: str) -> RunRecord:
         """Flag a run for cancelling (its supervisor acts on it); a finished run is returned as is."""

@@ -25,19 +25,13 @@ runs are cheap. Methods are not thread-safe: call them from the event loop threa
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import inspect
 import math
 import os
-import re
-import shutil
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from subprocess import PIPE
 from typing import Any, Literal
 
@@ -47,25 +41,35 @@ from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 __all__ = [
     "ProcessSlots",
     "RUN_ID_ENV",
+    "Launch",
     "LineCallback",
     "ProcessOutcome",
     "ProcessSpec",
+    "Release",
     "Supervisor",
     "alive_in_group",
     "kill_process_group",
     "kill_run_processes",
     "launch_argv",
+    "orphan_payload",
+    "orphan_pipe",
     "reaper_enabled",
 ]
 
-#: The variable every supervised child gets; :func:`kill_run_processes` finds
-#: escaped descendants by it.
-RUN_ID_ENV = "KIMI_ACP_RUN_ID"
-
-#: The ``-c`` program that starts a reaper (stdlib only, run with ``python -I -S``).
-REAPER = __import__("kimi_acp.reaper", fromlist=["BOOT"]).BOOT.format(path=str(Path(__file__).resolve().parents[1]))
-#: Sent to a reaper: "kill every process of the run now" (see :mod:`kimi_acp.reaper`).
-REAPER_KILL_ALL = signal.SIGUSR2
+# The event-loop-free part (prestart uses it before anyio is imported), re-exported here.
+from .launch import (  # noqa: E402
+    REAPER,
+    REAPER_KILL_ALL,
+    RUN_ID_ENV,
+    Launch,
+    ProcessSlots,
+    Release,
+    _resolve_program,
+    launch_argv,
+    orphan_payload,
+    orphan_pipe,
+    reaper_enabled,
+)
 
 _STDERR_TAIL = 8 * 1024
 _CHUNK = 65536
@@ -95,11 +99,13 @@ class ProcessSpec:
     #: Key of the per-backend cap.
     backend: str = "default"
     #: A process already started for this spec (with ``start_new_session=True``, stdin a pipe
-    #: not yet written, and ``KIMI_ACP_RUN_ID`` in its env) to adopt instead of starting one.
+    #: not yet written, started by :class:`Launch` for this run id) to adopt instead of starting one.
     #: ``kimi-acp spawn`` starts Claude Code this way while the rest of kimi-acp imports.
     process: Process | None = field(default=None, repr=False, compare=False)
     #: The cross-process slot (:class:`ProcessSlots`) the adopted process already holds.
     slot_fd: int | None = field(default=None, repr=False, compare=False)
+    #: The adopted process's release pipe (:class:`Launch`), if it was started with one.
+    release: Release | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -122,6 +128,14 @@ class ProcessOutcome:
     #: The last ~8 KB of stderr, decoded as UTF-8 with ``errors="replace"``.
     stderr_tail: str
     stdout_lines: int
+    #: The run's reaper was killed by a signal from outside while the harness still ran
+    #: (the supervisor then killed what was left): not the harness's own death.
+    reaper_killed: bool = False
+    #: Stdout lines longer than the limit, by their size in bytes (each was dropped whole).
+    lines_cut: list[int] = field(default_factory=list)
+    #: With ``run(..., hold=True)``: call it once the run's result is recorded and delivered
+    #: (the run's watch then exits; see :mod:`.reaper`). Otherwise already done.
+    release: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
 
     @property
     def duration(self) -> float | None:
@@ -132,38 +146,6 @@ class ProcessOutcome:
 # --------------------------------------------------------------------------- #
 # Process-group helpers (also used by crash recovery and by tests)
 # --------------------------------------------------------------------------- #
-
-
-def reaper_enabled() -> bool:
-    """The reaper needs Linux's ``prctl``; ``KIMI_ACP_NO_REAPER=1`` turns it off."""
-    return sys.platform.startswith("linux") and bool(sys.executable) and not os.environ.get("KIMI_ACP_NO_REAPER")
-
-
-def _resolve_program(program: str, env: Mapping[str, str], cwd: str | None) -> str:
-    """The file ``execvp`` would run for ``program``, or the ``OSError`` it would raise."""
-    if "/" in program:
-        path = program if os.path.isabs(program) or cwd is None else os.path.join(cwd, program)
-        if not os.path.exists(path):
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
-        if os.path.isdir(path) or not os.access(path, os.X_OK):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
-        return os.path.abspath(path)
-    found = shutil.which(program, path=env.get("PATH", os.defpath))
-    if found is None:
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
-    return found
-
-
-def launch_argv(argv: list[str], env: Mapping[str, str], cwd: str | None = None) -> list[str]:
-    """The argv that starts ``argv`` under a reaper (or ``argv`` itself when the reaper is off).
-
-    Raises ``OSError`` as starting the program would (missing, not executable), so a bad
-    harness path fails at once, not as a reaper exit status. The process must be started
-    with ``start_new_session=True`` from the thread that outlives it (see :mod:`.reaper`)."""
-    if not reaper_enabled():
-        return list(argv)
-    program = _resolve_program(argv[0], env, cwd)
-    return [sys.executable, "-I", "-S", "-c", REAPER, str(os.getpid()), program, *argv]
 
 
 def is_reaper(pid: int) -> bool:
@@ -356,108 +338,6 @@ async def _group_gone(pgid: int, timeout: float = 2.0) -> bool:
         delay = min(delay * 2, 0.05)
 
 
-class ProcessSlots:
-    """A per-backend cap shared by every process that uses the same directory.
-
-    Each backend has N lock files (``<dir>/<backend>/<i>.lock``); a run holds an
-    exclusive ``flock`` on one of them while it runs. The kernel drops the lock when
-    its holder dies, so a crashed supervisor never leaks a slot. This is what keeps
-    several ``kimi-acp`` processes (one ``kimi-acp acp`` per OpenClaw ACP session,
-    ``spawn --no-wait`` workers) within a plan's rate limit together.
-    """
-
-    def __init__(self, directory: Path, caps: Mapping[str, int] | None = None, default: int = 2, poll: float = 0.1) -> None:
-        self.directory = Path(directory)
-        self.caps = dict(caps or {})
-        self.default = default
-        self.poll = poll
-
-    def cap(self, key: str) -> int:
-        return max(1, self.caps.get(key, self.default))
-
-    def _folder(self, key: str) -> Path:
-        folder = self.directory / re.sub(r"[^A-Za-z0-9_.-]", "_", key)
-        if not (folder / "queue").is_dir():
-            for d in (self.directory, folder, folder / "queue"):  # private, like the rest of the state dir
-                if not d.is_dir():
-                    d.mkdir(parents=True, exist_ok=True)
-                    os.chmod(d, 0o700)
-        return folder
-
-    def try_acquire(self, key: str, *, _ticket: str | None = None) -> int | None:
-        """An fd holding a free slot of ``key``, or ``None`` if all are taken — or if another
-        process is already waiting for one (first come, first served across processes)."""
-        folder = self._folder(key)
-        if not self._first_in_line(folder, _ticket):
-            return None
-        for i in range(self.cap(key)):
-            fd = os.open(folder / f"{i}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            return fd
-        return None
-
-    @staticmethod
-    def _first_in_line(folder: Path, ticket: str | None) -> bool:
-        """No live waiter's ticket is older than ``ticket`` (or than now, for ``None``). A ticket
-        is a file its waiter holds an exclusive flock on; a dead waiter's ticket is removed."""
-        queue = folder / "queue"
-        try:
-            names = sorted(os.listdir(queue))
-        except FileNotFoundError:
-            return True
-        for name in names:
-            if ticket is not None and name >= ticket:
-                return True
-            try:
-                fd = os.open(queue / name, os.O_RDWR | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False  # a live waiter came first
-            else:
-                try:
-                    os.unlink(queue / name)  # its waiter died
-                except FileNotFoundError:
-                    pass
-            finally:
-                os.close(fd)
-        return True
-
-    async def acquire(self, key: str) -> int:
-        fd = self.try_acquire(key)
-        if fd is not None:
-            return fd
-        folder = self._folder(key)
-        ticket = f"{time.time_ns():020d}-{os.getpid()}-{id(object()):x}"
-        tfd = os.open(folder / "queue" / ticket, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(tfd, fcntl.LOCK_EX)
-            while True:
-                fd = self.try_acquire(key, _ticket=ticket)
-                if fd is not None:
-                    return fd
-                await anyio.sleep(self.poll)
-        finally:
-            try:
-                os.unlink(folder / "queue" / ticket)
-            except FileNotFoundError:
-                pass
-            os.close(tfd)
-
-    @staticmethod
-    def release(fd: int) -> None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-
 class _Run:
     """Book-keeping for one queued or running run."""
 
@@ -471,6 +351,7 @@ class _Run:
         "stop_reason",
         "cancel_requested",
         "slot_fd",
+        "release",
     )
 
     def __init__(self, spec: ProcessSpec) -> None:
@@ -483,6 +364,7 @@ class _Run:
         self.stop_reason: str | None = None
         self.cancel_requested = False
         self.slot_fd: int | None = None  # the cross-process slot (ProcessSlots), while held
+        self.release: Release = Release()  # the run's release pipe (see Launch)
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -493,9 +375,10 @@ class _Run:
 class _IO:
     """Per-run stream state."""
 
-    __slots__ = ("stdout_done", "stderr_done", "progress", "busy", "lines", "tail", "error")
+    __slots__ = ("stdout_done", "stderr_done", "progress", "busy", "lines", "tail", "error", "lines_cut")
 
     def __init__(self) -> None:
+        self.lines_cut: list[int] = []
         self.stdout_done = anyio.Event()
         self.stderr_done = anyio.Event()
         self.progress = 0  # bytes read and lines delivered: tells a slow drain from a stuck one
@@ -518,7 +401,9 @@ class Supervisor:
     ``KIMI_ACP_RUN_ID`` (one ``/proc`` scan, in a worker thread, shared by runs
     that end together). ``reaper`` (default: on Linux unless ``KIMI_ACP_NO_REAPER``)
     starts each process under :mod:`kimi_acp.reaper`, so nothing of a run survives the
-    run's end or the death of this process, whatever signal ends it.
+    run's end or the death of this process, whatever signal ends it. ``orphan_command``
+    (``{"argv", "env", "lock"}``) is what each reaper starts if this process dies (the
+    deliverer: it records the runs ``lost`` and reports them); nothing runs for it otherwise.
     """
 
     def __init__(
@@ -533,6 +418,7 @@ class Supervisor:
         sweep_escaped: bool = True,
         slots: ProcessSlots | None = None,
         reaper: bool | None = None,
+        orphan_command: Mapping[str, Any] | None = None,
     ) -> None:
         if max_concurrent < 1 or default_backend_cap < 1:
             raise ValueError("max_concurrent and default_backend_cap must be at least 1")
@@ -549,6 +435,7 @@ class Supervisor:
         self._sweep_escaped = sweep_escaped
         self._slots = slots
         self._reaper = reaper_enabled() if reaper is None else reaper
+        self._orphan = orphan_payload(orphan_command)
         # Limiters are created lazily: they must be made inside the event loop.
         self._global: anyio.CapacityLimiter | None = None
         self._backends: dict[str, anyio.CapacityLimiter] = {}
@@ -618,12 +505,21 @@ class Supervisor:
         on_line: LineCallback | None = None,
         on_started: Callable[[int, int], Any] | None = None,
         on_queued: Callable[[], Any] | None = None,
+        on_line_cut: Callable[[int], Any] | None = None,
+        hold: bool = False,
     ) -> ProcessOutcome:
         """Queue, run and reap one process; return how it ended.
 
+        ``hold``: the run's watch (see :mod:`.reaper`) stays until the caller calls the
+        outcome's ``release`` (once the result is recorded and delivered); by default it is
+        released as the process is reaped.
+
         ``on_queued()`` is called once if the run has to wait for a slot;
         ``on_started(pid, pgid)`` once the process exists; ``on_line(line)`` for
-        each stdout line (see :data:`LineCallback`). Each may be async.
+        each stdout line (see :data:`LineCallback`); ``on_line_cut(size)`` instead of
+        ``on_line`` for a line longer than ``max_line_bytes`` (``size``: its length in
+        bytes; the line is dropped whole, and listed in :attr:`ProcessOutcome.lines_cut`).
+        Each may be async.
 
         If the caller's scope is cancelled, the process group is killed and reaped
         and the cancellation propagates. If a callback raises, the group is killed
@@ -664,8 +560,12 @@ class Supervisor:
                 )
             try:
                 run.state = "running"
-                return await self._execute(run, on_line, on_started)
+                outcome = await self._execute(run, on_line, on_started, on_line_cut)
+                if hold:
+                    outcome.release, run.release = run.release, Release()
+                return outcome
             finally:
+                run.release()  # not held (or not returned): nothing is left to watch
                 self._release_slot(run)
                 for limiter in reversed(limiters):
                     limiter.release_on_behalf_of(run.token)
@@ -678,6 +578,8 @@ class Supervisor:
     @staticmethod
     async def _discard(spec: ProcessSpec) -> None:
         """An adopted process whose run never started: kill its group and reap it."""
+        if spec.release is not None:
+            spec.release()
         if spec.process is not None:
             with anyio.CancelScope(shield=True):
                 kill_process_group(spec.process.pid)
@@ -740,27 +642,37 @@ class Supervisor:
         run: _Run,
         on_line: LineCallback | None,
         on_started: Callable[[int, int], Any] | None,
+        on_line_cut: Callable[[int], Any] | None = None,
     ) -> ProcessOutcome:
         spec = run.spec
-        env = dict(spec.env)
-        env[RUN_ID_ENV] = spec.run_id
         # Shielded: a cancellation landing mid-spawn must not lose the handle of a
         # process that already exists.
         with anyio.CancelScope(shield=True):
-            process = spec.process or await anyio.open_process(
-                launch_argv(spec.argv, env, spec.cwd) if self._reaper else spec.argv,
-                stdin=PIPE,
-                stdout=PIPE,
-                stderr=PIPE,
-                env=env,
-                cwd=spec.cwd,
-                start_new_session=True,
-            )
+            process = spec.process
+            if process is None:
+                launch = Launch.make(spec.argv, spec.env, spec.cwd, run_id=spec.run_id, orphan=self._orphan, reaper=self._reaper)
+                run.release = launch.release
+                try:
+                    process = await anyio.open_process(
+                        launch.argv,
+                        stdin=PIPE,
+                        stdout=PIPE,
+                        stderr=PIPE,
+                        env=launch.env,
+                        cwd=spec.cwd,
+                        start_new_session=True,
+                        pass_fds=launch.pass_fds,
+                    )
+                finally:
+                    launch.started()
+            else:
+                run.release, spec.release = spec.release or Release(), None
         started_at = time.time()
         deadline = math.inf if spec.timeout is None else anyio.current_time() + spec.timeout
         pid = pgid = process.pid  # setsid() made the child a group leader
         io = _IO()
         timed_out = False
+        reaper_killed = False
         killed_reason: str | None = None
         try:
             async with anyio.create_task_group() as tg:
@@ -768,7 +680,7 @@ class Supervisor:
                 assert process.stdout is not None
                 assert process.stderr is not None
                 tg.start_soon(self._feed_stdin, process.stdin, spec.stdin)
-                tg.start_soon(self._pump_stdout, process.stdout, run, on_line, io)
+                tg.start_soon(self._pump_stdout, process.stdout, run, on_line, io, on_line_cut)
                 tg.start_soon(self._pump_stderr, process.stderr, io)
                 tg.start_soon(self._watch_exit, process, run)
                 try:
@@ -790,6 +702,11 @@ class Supervisor:
                     # Runs on every path: exit, stop, timeout, caller cancellation, error.
                     with anyio.CancelScope(shield=True):
                         if run.exited:
+                            # A reaper ends only after every process of the run is gone; one that died of
+                            # a signal with the group still alive was killed from outside.
+                            if (self._reaper or spec.process is not None) and (process.returncode or 0) < 0 \
+                                    and alive_in_group(pgid):
+                                reaper_killed = True
                             kill_process_group(pgid)  # background leftovers
                         else:
                             await self._terminate(process, pgid)
@@ -815,6 +732,8 @@ class Supervisor:
             ended_at=time.time(),
             stderr_tail=bytes(io.tail[-_STDERR_TAIL:]).decode("utf-8", errors="replace"),
             stdout_lines=io.lines,
+            reaper_killed=reaper_killed,
+            lines_cut=list(io.lines_cut),
         )
 
     async def _terminate(self, process: Process, pgid: int) -> None:
@@ -885,22 +804,29 @@ class Supervisor:
         run: _Run,
         on_line: LineCallback | None,
         io: _IO,
+        on_line_cut: Callable[[int], Any] | None = None,
     ) -> None:
         limit = self._max_line
         buf = bytearray()
-        full = False  # the current line reached the limit; drop the rest of it
+        cut = 0  # > 0: the current line passed the limit (its size so far); it is dropped whole
 
         async def emit() -> None:
-            nonlocal full
-            line = buf.decode("utf-8", errors="replace")
-            buf.clear()
-            full = False
+            nonlocal cut
+            size, cut = cut, 0
             io.lines += 1
-            if on_line is None or io.error is not None:
+            if size:  # a cut line is never handed on (half a JSON line is garbage): say so instead
+                buf.clear()
+                io.lines_cut.append(size)
+                callback, arg = on_line_cut, size
+            else:
+                line = buf.decode("utf-8", errors="replace")
+                buf.clear()
+                callback, arg = on_line, line  # type: ignore[assignment]
+            if callback is None or io.error is not None:
                 return
             io.busy = True
             try:
-                reason = await _call(on_line, line)
+                reason = await _call(callback, arg)
             except Exception as exc:  # re-raised by run() after the teardown
                 io.error = exc
                 run.request_stop(f"line callback failed: {exc!r}")
@@ -908,7 +834,7 @@ class Supervisor:
             finally:
                 io.busy = False
                 io.progress += 1
-            if reason:
+            if reason and not size:
                 run.request_stop(str(reason))
 
         try:
@@ -922,18 +848,18 @@ class Supervisor:
                 while True:
                     nl = chunk.find(b"\n", start)
                     end = len(chunk) if nl < 0 else nl
-                    if not full:
-                        room = limit - len(buf)
-                        if end - start > room:
-                            buf += chunk[start : start + room]
-                            full = True
-                        else:
-                            buf += chunk[start:end]
+                    if cut:
+                        cut += end - start
+                    elif end - start > limit - len(buf):
+                        cut = len(buf) + end - start
+                        buf.clear()
+                    else:
+                        buf += chunk[start:end]
                     if nl < 0:
                         break
                     await emit()
                     start = nl + 1
-            if buf or full:
+            if buf or cut:
                 await emit()
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass

@@ -163,6 +163,25 @@ def pids_carrying_run_id(run_id: str) -> list[int]:
     return found
 
 
+def processes_of_state_dir(state_dir: Path | str) -> list[tuple[int, str]]:
+    """Live processes (not this one) that belong to a state dir: its path in their argv or
+    ``KIMI_ACP_STATE_DIR`` (the deliverer, a reaper, its watch, a run's harness), with their argv."""
+    needle = str(state_dir).encode()
+    found = []
+    for pid in _proc_pids():
+        if pid == os.getpid() or not is_alive(pid):
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            env = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline.split(b"\0") or b"KIMI_ACP_STATE_DIR=" + needle in env.split(b"\0") \
+                or any(arg.startswith(b"--state-dir") and needle in arg for arg in cmdline.split(b"\0")):
+            found.append((pid, cmdline.replace(b"\0", b" ").decode(errors="replace")[:200]))
+    return found
+
+
 def assert_no_orphans(run_id: str, pgid: int | None, extra_pids: Iterable[int] = ()) -> None:
     from kimi_acp.supervisor import alive_in_group
 
@@ -233,6 +252,7 @@ __all__ = [
     "is_alive",
     "make_pm",
     "pids_carrying_run_id",
+    "processes_of_state_dir",
     "transcript_objects",
     "wait_until",
     "wait_until_sync",

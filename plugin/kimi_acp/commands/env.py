@@ -1,4 +1,5 @@
-"""``kimi-acp env``: the backend a spawn would get, why, and the variables set and removed."""
+"""``kimi-acp env``: the backend a spawn would get, why, and the child's variables: what kimi-acp
+sets, what it passes on from its own environment (and why), and what it does not pass."""
 
 from __future__ import annotations
 
@@ -75,8 +76,12 @@ def run(args: Any) -> int:
             key = route.backend.resolve_key(os.environ)
         except MissingKeyError as exc:
             missing, key = exc, NO_KEY
+    from ..routing import default_target
+
+    target = getattr(args, "target", None) or default_target(cfg)
     child = build_child_env(os.environ, route.backend, key=key, model=route.model,
-                            secret_names=cfg.secret_names(), secret_values=cfg.secret_values())
+                            secret_names=cfg.secret_names(), secret_values=cfg.secret_values(),
+                            pass_names=cfg.pass_env(backend=route.name, requester=getattr(args, "agent", None), target=target))
     thinking = getattr(args, "thinking", None)
     effort, effort_env = (None, {})
     if thinking and not route.backend.passthrough:
@@ -90,6 +95,8 @@ def run(args: Any) -> int:
 
         effort, effort_env = effort_for(thinking, None)
     shown = child.set if args.reveal else mask_env(child.set)
+    inherited = {name: child.env[name] for name in child.passed}
+    inherited_shown = inherited if args.reveal else mask_env(inherited)
     if missing is not None:
         shown = {k: (NO_KEY if v == NO_KEY or child.set.get(k) == NO_KEY else v) for k, v in shown.items()}
     base = (route.backend.base_url or "").rstrip("/")
@@ -111,6 +118,7 @@ def run(args: Any) -> int:
                 "rule": route.rule,
                 "reason": route.reason,
                 "set": shown,
+                "passed": {name: {"value": inherited_shown[name], "why": why} for name, why in child.passed.items()},
                 "unset": child.unset,
                 "notes": notes,
                 "config": str(cfg.path) if cfg.exists else None,
@@ -135,6 +143,9 @@ def run(args: Any) -> int:
     if shown:
         lines.append("set:")
         lines += [f"  {k}={v}" for k, v in shown.items()]
+    if child.passed:
+        lines.append("passed from this environment (everything else is not):")
+        lines += [f"  {k}={inherited_shown[k]}  — {why}" for k, why in child.passed.items()]
     if child.unset:
         lines.append("unset:")
         lines += [f"  {k}" for k in child.unset]

@@ -116,7 +116,7 @@ def run(args: Any) -> int:
     from ..store import TERMINAL
     from .output import emit_error
 
-    store = open_store()
+    store = open_store(getattr(args, "config", None))
     try:
         args.raw = args.raw or getattr(args, "json", False)
         run_id = resolve_id(store, args.run_id)

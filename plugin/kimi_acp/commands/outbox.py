@@ -41,7 +41,7 @@ def _items(store: Any, include_delivered: bool) -> list[Any]:
 def run(args: Any) -> int:
     from .. import exitcodes
 
-    store = open_store()
+    store = open_store(getattr(args, "config", None))
     try:
         retried: dict[str, int] | None = None
         if args.retry:

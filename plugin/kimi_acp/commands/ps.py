@@ -17,8 +17,11 @@ from .output import deliveries, dump, is_refused, load_run_json, run_json
 DELIVERY_SHOWN = {"none": "-", "waiting": "waiting", "pending": "pending", "delivered": "delivered"}
 
 
-def open_store() -> Any:
-    """The store, after recovery if some active run's supervisor is dead."""
+def open_store(config_path: str | None = None) -> Any:
+    """The store, after recovery if some active run's supervisor is dead — and with the
+    deliverer started when results wait with no living owner (a killed deliverer, a reboot):
+    ``ps``, ``show``, ``outbox``, ``wait`` and ``logs`` all finish what was left."""
+    from ..deliverer import start_if_needed
     from ..store import ACTIVE, Store, _owner_alive
 
     store = Store()
@@ -28,6 +31,7 @@ def open_store() -> Any:
             from ..spawn import recover_runs
 
             recover_runs(store)
+        start_if_needed(store=store, config_path=config_path)
     except BaseException:
         store.close()
         raise
@@ -80,7 +84,7 @@ def _width() -> int:
 
 
 def run(args: Any) -> int:
-    store = open_store()
+    store = open_store(getattr(args, "config", None))
     try:
         everything = args.all or bool(args.status) or bool(args.agent)
         runs = store.list_runs(include_finished=everything, limit=max(1, args.limit) if not (args.status or args.agent) else 100_000)
@@ -130,7 +134,7 @@ def _cost(rec: Any) -> str:
 
 
 def show(args: Any) -> int:
-    store = open_store()
+    store = open_store(getattr(args, "config", None))
     try:
         run_id = resolve_id(store, args.run_id)
         out = load_run_json(store, run_id)
@@ -227,7 +231,7 @@ def prune(args: Any) -> int:
     from ..store import TERMINAL
 
     cutoff = time.time() - parse_age(args.older_than)
-    store = open_store()
+    store = open_store(getattr(args, "config", None))
     try:
         marks = ", ".join("?" * len(TERMINAL))
         old = [r["run_id"] for r in store._query(

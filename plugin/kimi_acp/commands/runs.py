@@ -126,9 +126,15 @@ def spawn(args: Any) -> int:
     request, context = _request_from_args(args)
     if args.no_wait:
         return _spawn_detached(request, context, args)
+    from ..plugins import get_plugin_manager
+    from ..prestart import prestart
+
+    # Claude Code boots while the rest of kimi-acp (the event loop, the spawner) imports:
+    # started before anything else (see kimi_acp.prestart).
+    early = prestart(request, context, config_path=args.config, pm=get_plugin_manager())
     import anyio
 
-    return anyio.run(_spawn_and_wait, request, context, args)
+    return anyio.run(_spawn_and_wait, request, context, args, early)
 
 
 #: Signals that cancel a foreground spawn (and the --no-wait worker's run) like Ctrl-C does.
@@ -173,7 +179,7 @@ class SignalCancel:
         return 128 + self.received[0] if self.received else None
 
 
-async def _spawn_and_wait(request: dict[str, Any], context: dict[str, Any], args: Any) -> int:
+async def _spawn_and_wait(request: dict[str, Any], context: dict[str, Any], args: Any, early: Any = None) -> int:
     import anyio
 
     guard = SignalCancel()
@@ -181,7 +187,7 @@ async def _spawn_and_wait(request: dict[str, Any], context: dict[str, Any], args
         async with anyio.create_task_group() as tg:
             await tg.start(guard.watch)
             try:
-                code = await _spawn_and_wait_inner(request, context, args, guard)
+                code = await _spawn_and_wait_inner(request, context, args, guard, early)
             finally:
                 tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -189,15 +195,13 @@ async def _spawn_and_wait(request: dict[str, Any], context: dict[str, Any], args
     return guard.exit_code if guard.exit_code is not None and code == EXIT_BY_STATUS["cancelled"] else code
 
 
-async def _spawn_and_wait_inner(request: dict[str, Any], context: dict[str, Any], args: Any, guard: SignalCancel) -> int:
+async def _spawn_and_wait_inner(request: dict[str, Any], context: dict[str, Any], args: Any, guard: SignalCancel,
+                                early: Any = None) -> int:
     import anyio
 
     from ..plugins import get_plugin_manager
-    from ..prestart import prestart
 
     pm = get_plugin_manager()
-    # Claude Code boots while the rest of kimi-acp imports (see kimi_acp.prestart).
-    early = await prestart(request, context, config_path=args.config, pm=pm)
     progress, printer = Progress(), ResultPrinter(args)
     printer.progress = progress
     pm.register(progress, name="kimi_acp.cli.progress")
@@ -295,10 +299,10 @@ def _print_accepted(answer: dict[str, Any], args: Any) -> None:
           file=sys.stderr)
 
 
-def _store() -> Any:
+def _store(args: Any = None) -> Any:
     from .ps import open_store
 
-    return open_store()
+    return open_store(getattr(args, "config", None))
 
 
 def _resolve_id(store: Any, run_id: str) -> str:
@@ -312,7 +316,7 @@ def wait(args: Any) -> int:
 
     from ..spawn import wait_in_store
 
-    store = _store()
+    store = _store(args)
     try:
         run_id = _resolve_id(store, args.run_id)
 
@@ -332,6 +336,10 @@ def wait(args: Any) -> int:
                 print(f"kimi-acp wait: run {run_id} still {store.get_run(run_id).status} after {args.timeout:g} s "
                       f"(it goes on; wait again, or kimi-acp kill {run_id[:8]})", file=sys.stderr)
             return STILL_RUNNING
+        if result.status == "lost":  # found lost while waiting: its report needs a deliverer
+            from ..deliverer import start_if_needed
+
+            start_if_needed(store=store, config_path=getattr(args, "config", None))
         return _print_result(result, args, store)
     finally:
         store.close()
@@ -341,7 +349,7 @@ def kill(args: Any) -> int:
     from ..store import TERMINAL
     from ..supervisor import alive_in_group, kill_process_group, kill_run_processes
 
-    store = _store()
+    store = _store(args)
     try:
         run_id = _resolve_id(store, args.run_id)
         rec = store.get_run(run_id)

@@ -12,7 +12,8 @@ The one layer that ranks above all three (managed settings excepted, by design) 
     claude ... --settings <state dir>/claude-settings/<run id>.json
 
 a 0600 file (in a 0700 directory) whose ``env`` block repeats every variable kimi-acp set
-for the child, blanks (``""``) the ones that could redirect or re-authenticate it, and whose
+for the child, blanks (``""``) the ones that could redirect or re-authenticate it or send its
+requests through a proxy or another TLS trust (unless the child has them: then their value), and whose
 ``apiKeyHelper`` is ``""`` (no helper runs). Nothing else is in it: the user's permissions,
 hooks, MCP servers and plugins still come from their own files. The key is in the file
 (never in argv) only while the run lasts: the file is removed when the run ends, and files
@@ -35,10 +36,22 @@ OVERRIDE_DIR = "claude-settings"
 STALE_SECONDS = 2 * 86_400
 """Override files not used for this long are removed (runs last at most a day)."""
 
-# Set to "" when kimi-acp does not set them: each could send Claude Code elsewhere, add a
-# header or a credential, or pick another model. (Empty means unset for Claude Code: no
-# Authorization header for an empty ANTHROPIC_AUTH_TOKEN, no Bedrock for "".)
-BLANKED = REDIRECTING
+# Pinned to the child's own value, or "" when it has none: each could send Claude Code
+# elsewhere, add a header or a credential, or pick another model (REDIRECTING); route its
+# requests, key included, through a proxy, or make it trust another certificate (proxies and
+# TLS switches: the gateway operator's own are in the child's environment and are repeated
+# here; a settings file cannot add or change one). Empty means unset for Claude Code: no
+# Authorization header for an empty ANTHROPIC_AUTH_TOKEN, no Bedrock and no proxy for "".
+# PATH, LD_* and the like act when the process starts, before settings are read: not here.
+BLANKED = (
+    *REDIRECTING,
+    *(name for base in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY") for name in (base, base.lower())),
+    "NODE_TLS_REJECT_UNAUTHORIZED",
+    "NODE_EXTRA_CA_CERTS",
+    "NODE_OPTIONS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
 
 
 def override_settings(env: Mapping[str, str], child_set: Mapping[str, str]) -> dict[str, object]:
