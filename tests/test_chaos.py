@@ -516,6 +516,38 @@ def test_a_killed_deliverer_is_restarted_by_kimi_acp_outbox(cli_factory: Any, gw
     assert_no_stuck_rows()
 
 
+def test_the_warm_acp_process_starts_the_deliverer_for_stranded_results(cli_factory: Any, gw: GatewayStub) -> None:
+    """The same stranded result, and its deliverer killed; then the gateway's warm `kimi-acp
+    acp` process starts: it starts a deliverer at once (the result has no living owner), which
+    delivers it when the gateway is back — no spawn, no CLI command."""
+    from kimi_acp.deliverer import running_pid
+
+    gw.stop()
+    cli = cli_factory("ok", "--text", "stranded until the gateway came back")
+    rc, out, err = cli.finish(60)
+    assert rc == 0, err
+    rec = cli.run()
+    first = wait_until_sync(lambda: running_pid(cli.store.state_dir), 10, "the deliverer the CLI left its result to")
+    os.kill(first, signal.SIGKILL)
+    wait_until_sync(lambda: not is_alive(first), 10, "the deliverer to die")
+    init = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": 1}}) + "\n"
+    warm = subprocess.Popen([KIMI_ACP, "acp"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    try:
+        assert warm.stdin is not None
+        warm.stdin.write(init.encode())
+        warm.stdin.flush()
+        second = wait_until_sync(lambda: (pid := running_pid(cli.store.state_dir)) and pid != first and is_alive(pid) and pid, 15,
+                                 "the warm process to start a deliverer")
+        assert is_alive(second)
+        gw.start()
+        assert_delivered_once(gw, rec.run_id, "completed successfully", timeout=30)
+    finally:
+        if warm.stdin is not None:
+            warm.stdin.close()
+        warm.wait(30)
+    assert_no_stuck_rows()
+
+
 def test_nothing_is_left_1_s_after_a_foreground_spawn(cli_factory: Any, gw: GatewayStub) -> None:
     """No daemon per spawn: a foreground spawn whose result was delivered leaves no process."""
     cli = cli_factory("ok", "--text", "and nothing lingers")

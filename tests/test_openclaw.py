@@ -175,10 +175,12 @@ def test_the_configs_are_what_install_promises(runs: dict[str, dict], ext: Path)
     a = runs["agent"]["text"]
     assert "// OpenClaw wants this with two or more agents" in a
     d = pyjson5.decode(a)
-    # the roster as it was, plus the ACP target agent served by kimi-acp's runtime backend
+    # the roster as it was, plus the ACP target agent served by kimi-acp's runtime backend, and
+    # claude on it (the agent /acp spawn claude opens sessions for)
     assert d["agents"]["entries"] == {
         "coder": {"name": "Coder"}, "writer": {"name": "Writer"},
         "kimi-acp": {"runtime": {"type": "acp", "acp": {"agent": "kimi-acp", "backend": "kimi-acp"}}},
+        "claude": {"runtime": {"type": "acp", "acp": {"agent": "claude", "backend": "kimi-acp"}}},
     }
     assert d["acp"]["backend"] == "kimi-acp" and "acpx" not in d["plugins"]["entries"]
     assert d["plugins"]["entries"]["kimi-acp"] == {"enabled": True, "config": {"agents": {"coder": {"backend": "kimi"}}, "extension": {"command": [str(KIMI_ACP)]}}}

@@ -101,6 +101,12 @@ class KimiAcpAgent:
                     require_ref(spawner.config, self.args.backend, "backend (--backend)")
                 name = f"kimi_acp.acp_agent.{id(self)}"
                 pm.register(self.events, name=name)
+                # results an earlier process left undelivered (it died, the machine rebooted) get
+                # their deliverer now, not at the next spawn
+                from .deliverer import start_if_needed
+
+                cfg = spawner.config
+                start_if_needed(store=spawner.store, environ=spawner.environ, config_path=cfg.path if cfg.exists else None)
                 try:
                     self.spawner = spawner
                     self._ready.set()
