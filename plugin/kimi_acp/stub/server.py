@@ -142,6 +142,8 @@ class RecordedRequest:
     body: dict[str, Any] | None
     """The parsed JSON body, or None when absent or not a JSON object."""
     raw_body: bytes = field(repr=False)
+    received_at: float = field(default_factory=time.time, repr=False)
+    """When it arrived (``time.time()``): benchmarks measure "sent -> the stub saw it"."""
 
     @property
     def route(self) -> str:
