@@ -271,8 +271,9 @@ def test_status_shows_the_run_its_claude_code_and_process_tree(driver: Driver, s
     details = status["details"]
     assert details["status"] == "running" and details["requester"] == "agent:coder:main" and "coder" in details["rule"]
     assert details["runId"] and f"run {details['runId']}" in status["summary"] and "Claude Code pid" in status["summary"]
-    commands = [p["command"] for p in details["processes"]]
-    assert any(c.startswith("claude") for c in commands), details["processes"]
+    claude = [p for p in details["processes"] if p["command"].startswith("claude")]
+    assert claude and details["pid"] == claude[0]["pid"] and f"Claude Code pid {claude[0]['pid']}" in status["summary"], details
+    assert Path(f"/proc/{details['pid']}/comm").read_text().startswith("claude")
     assert driver("cancel", handle=handle) == {}
     out = driver("await", turnId=turn["turnId"])
     assert out["result"]["status"] == "cancelled"

@@ -521,10 +521,13 @@ class OpenClawBackend:
                 rec = spawner.store.get_run(session.run_id)
             except KimiAcpError:
                 rec = None
+            claude_pid = None
             if rec is not None and rec.pid:
-                details["pid"] = rec.pid
-                details["processes"] = process_tree(session.run_id, rec.pgid)
-            summary += f", run {session.run_id}" + (f" (Claude Code pid {rec.pid})" if rec is not None and rec.pid else "")
+                tree = process_tree(session.run_id, rec.pgid)
+                details["processes"] = tree  # the run's reaper (its group leader), Claude Code, what it started
+                claude_pid = next((p["pid"] for p in tree if p["command"].startswith("claude")), None)
+                details["pid"] = claude_pid or rec.pid
+            summary += f", run {session.run_id}" + (f" (Claude Code pid {claude_pid})" if claude_pid else "")
         out: dict[str, Any] = {"summary": summary, "backendSessionId": session.session_id,
                                "details": {k: v for k, v in details.items() if v is not None}}
         if session.claude_session_id:
