@@ -6,8 +6,12 @@ as 2026.9.x defers the spawn tool); the kimi-acp stub plays Kimi, a second stub 
 gateway's own Anthropic endpoint (passthrough); the real Claude Code CLI runs the tasks.
 The gateway's environment carries decoy Anthropic credentials that must never reach Kimi.
 
-Two gateways: one installed with ``kimi-acp install --agent coder`` (per agent, ``/model``
-through ``sessions.patch``, cancel), one with ``--global`` (and a stop while a run is busy).
+Two gateways (each costs tens of seconds, so they are few and every test reuses them): one
+installed with ``kimi-acp install --agent coder`` (per agent, ``/model`` through
+``sessions.patch``, OpenClaw's own Kimi refs, cancel, every door — /acp spawn, messages, cwd,
+modes, status, failover to a stand-in backend, an in-process restart — and last a crash), one
+with ``--global`` (and a stop while a run is busy). Calls go through OpenClaw's own gateway
+client, in one Node process per gateway (tests/fakes/gateway_admin.mjs).
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ def test_model_for_a_session_routes_that_sessions_spawns(per_agent: World) -> No
     key = "agent:main:chose-kimi"
     # the seed's /model kimi/kimi-k2.5 in that chat (what the command calls: sessions.patch): the
     # session's own chat keeps working on it, and its spawns run on Kimi with that legacy id
-    w.gw.call("sessions.patch", {"key": key, "model": "kimi/kimi-k2.5"})
+    w.call("sessions.patch", {"key": key, "model": "kimi/kimi-k2.5"})
     before = len(w.kimi.messages_requests())
     seen = w.turn(key, spawn_message(task="session task: say hi"))
     w.completion(accepted(seen)["childSessionKey"])
@@ -120,7 +124,7 @@ def test_cancel_of_a_running_spawn_kills_its_process_group_and_tells_the_parent(
     child = accepted(seen)["childSessionKey"]
     w.kimi.wait_for_requests(before + 2, timeout=TURN)  # the second request hangs, after some output
     pids = wait_until_sync(lambda: run_processes(w.state), 30, "the run's processes")
-    w.gw.call("sessions.abort", {"key": child})
+    w.call("sessions.abort", {"key": child})
     wait_until_sync(lambda: not any(is_alive(p) for p in pids), 30, "the run's processes to be gone")
     assert run_processes(w.state) == []
     wait_until_sync(lambda: runs(w.state)[-1]["status"] == "cancelled", 30, "the run to be recorded cancelled")
@@ -159,6 +163,66 @@ def test_gateway_stop_leaves_no_process_of_any_run(global_: World) -> None:
     wait_until_sync(lambda: not any(is_alive(p) for p in pids), 15, "every run process to be gone")
     assert run_processes(w.state) == []
     assert runs(w.state)[-1]["status"] == "ok"  # drained, not cut short
+
+
+# --------------------------------------------------------------------------- OpenClaw's own Kimi refs (per agent)
+# OpenClaw's Kimi and Moonshot providers are external plugins (``@openclaw/kimi-provider``, plugin
+# id ``kimi``, providers ``kimi``, ``kimi-code``, ``kimi-coding``; ``@openclaw/moonshot-provider``)
+# that an online gateway installs at its first start. This gateway is offline, so it loads LOCAL
+# STAND-INS for both (``kimi_acp/stub/openclaw_plugins``), through ``plugins.load.paths`` as an
+# installed plugin is found (the shared rig does it). They declare the official ids and register
+# no runtime code; OpenClaw's chat side of provider ``kimi`` is the scripted model, kimi-acp's
+# side is the Kimi stub.
+
+
+def session_spawn(w: World, key: str, ref: str, task: str) -> tuple[list, dict]:
+    """``/model <ref>`` for session ``key`` (sessions.patch, what the command calls), then one
+    turn of it that spawns Claude Code without a model; the Kimi requests and the run."""
+    w.call("sessions.patch", {"key": key, "model": ref})
+    before = len(w.kimi.messages_requests())
+    seen = w.turn(key, spawn_message(agentId="claude", task=task))
+    answer = accepted(seen)
+    assert answer["status"] == "accepted", answer
+    event = w.completion(answer["childSessionKey"])
+    assert "status: completed" in event.last_user_text()
+    return kimi_requests_clean(w.kimi, before), runs(w.state)[-1]
+
+
+def test_install_leaves_openclaws_own_kimi_and_moonshot_plugins_alone(per_agent: World) -> None:
+    cfg = per_agent.gw.read_config()
+    entries = cfg["plugins"]["entries"]
+    assert "kimi" not in entries and "moonshot" not in entries  # never turned off
+    assert cfg["models"]["providers"]["kimi"]["api"] == "anthropic-messages"  # the seed's id, OpenClaw's schema
+    log = per_agent.gw.log()
+    for needle in ("@openclaw/kimi-provider", "@openclaw/moonshot-provider", "npm view", "degraded"):
+        assert needle not in log.lower(), needle  # the stand-ins are there: nothing looked up
+    # the aliases install added did not become a /model allowlist: a Kimi model outside them is allowed
+    assert set(cfg["agents"]["defaults"]["models"]) == {"kimi/kimi-for-coding", "kimi/k3"}
+    per_agent.call("sessions.patch", {"key": "agent:main:any-model", "model": "kimi/k3-256k"})
+
+
+def test_model_kimi_k3_moves_the_sessions_spawns_to_k3(per_agent: World) -> None:
+    reqs, run = session_spawn(per_agent, "agent:main:k3", "kimi/k3", "k3 task: say hi")
+    assert reqs and {r.body["model"] for r in reqs} == {"k3"}
+    assert {r.body["max_tokens"] for r in reqs} == {128_000}  # K3's 131,072, as far as Claude Code goes
+    assert (run["backend"], run["model"]) == ("kimi", "k3"), run
+    # priced from K3's cost by kimi-acp, not Claude Code's Anthropic price
+    assert run["cost_source"] == "kimi-acp" and run["cost_usd"] and run["cost_usd"] > 0, run
+
+
+def test_model_kimi_coding_kimi_for_coding_reaches_kimi_as_kimi_for_coding(per_agent: World) -> None:
+    reqs, run = session_spawn(per_agent, "agent:main:kimi-coding", "kimi-coding/kimi-for-coding", "kfc task: say hi")
+    assert reqs and {r.body["model"] for r in reqs} == {"kimi-for-coding"}
+    assert (run["backend"], run["model"]) == ("kimi", "kimi-for-coding"), run
+    assert run["cost_usd"] is None  # the plan's quota: no per-token price
+
+
+def test_a_moonshot_model_for_a_spawn_is_refused_in_one_line(per_agent: World) -> None:
+    before = len(per_agent.kimi.messages_requests())
+    seen = per_agent.turn("agent:coder:main", spawn_message(agentId="claude", model="moonshot/kimi-k3", task="never runs"))
+    text = json.dumps(seen.tool_results())
+    assert "Moonshot API model" in text and "not Kimi Code" in text and "kimi/k3" in text, text
+    assert len(per_agent.kimi.messages_requests()) == before
 
 
 # --------------------------------------------------------------------------- every door (per agent)

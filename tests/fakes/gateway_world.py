@@ -82,18 +82,45 @@ class World:
     def __init__(self, gw: Gateway, model: AgentModel, kimi: StubServer, anthropic: StubServer) -> None:
         self.gw, self.model, self.kimi, self.anthropic = gw, model, kimi, anthropic
         self.state = Path(gw.env["KIMI_ACP_STATE_DIR"])
+        self._client: Any = None
 
-    def admin(self, method: str, params: dict[str, Any], timeout: float = 60) -> Any:
-        """A gateway call with operator.admin, through OpenClaw's own client (tests/fakes/gateway_admin.mjs)."""
+    def admin(self, method: str, params: dict[str, Any], timeout: float = 60, *, expect_final: bool = False) -> Any:
+        """A gateway call with operator.admin, through OpenClaw's own client: one long-lived Node
+        process (tests/fakes/gateway_admin.mjs) for all of a world's calls."""
+        import select
         import subprocess
 
         from kimi_acp.stub.openclaw_gateway import node_bin_dir, openclaw_prefix
 
-        pkg = openclaw_prefix() / "oc" / "node_modules" / "openclaw"
-        done = subprocess.run([str(node_bin_dir() / "node"), str(ADMIN), str(pkg), method, json.dumps(params), str(int(timeout * 1000))],
-                              env=self.gw.env, capture_output=True, text=True, timeout=timeout + 30)
-        assert done.returncode == 0, f"{method} failed: {done.stderr[-2000:]}"
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        if self._client is None or self._client.poll() is not None:
+            pkg = openclaw_prefix() / "oc" / "node_modules" / "openclaw"
+            self._client = subprocess.Popen([str(node_bin_dir() / "node"), str(ADMIN), str(pkg)], env=self.gw.env, text=True,
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            assert self._client.stdout is not None and json.loads(self._client.stdout.readline()).get("ready")
+        assert self._client.stdin is not None and self._client.stdout is not None
+        self._client.stdin.write(json.dumps({"method": method, "params": params, "timeoutMs": int(timeout * 1000), "expectFinal": expect_final}) + "\n")
+        self._client.stdin.flush()
+        ready, _, _ = select.select([self._client.stdout], [], [], timeout + 30)
+        assert ready, f"{method}: the gateway client did not answer within {timeout + 30} s"
+        answer = json.loads(self._client.stdout.readline())
+        assert answer.get("ok"), f"{method} failed: {answer.get('error')}"
+        return answer["result"]
+
+    def call(self, method: str, params: dict[str, Any], timeout: float = 60) -> Any:
+        return self.admin(method, params, timeout)
+
+    def close(self) -> None:
+        if self._client is not None:
+            if self._client.stdin is not None:
+                self._client.stdin.close()
+            try:
+                self._client.wait(10)
+            except Exception:  # noqa: BLE001 - a client that hangs is killed
+                self._client.kill()
+                self._client.wait(10)
+            if self._client.stdout is not None:
+                self._client.stdout.close()
+            self._client = None
 
     def history(self, session_key: str) -> list[dict[str, Any]]:
         return list((self.admin("chat.history", {"sessionKey": session_key, "limit": 100}) or {}).get("messages") or [])
@@ -118,8 +145,11 @@ class World:
 
     def turn(self, session_key: str, message: str) -> Seen:
         """One parent turn that should call sessions_spawn; returns the request holding its result."""
+        import uuid
+
         start = len(self.model.seen)
-        self.gw.agent_turn(session_key, message, timeout=TURN)
+        params = {"message": message, "sessionKey": session_key, "idempotencyKey": str(uuid.uuid4()), "timeout": TURN}
+        self.admin("agent", params, timeout=TURN + 30, expect_final=True)
         return self.model.wait_for(lambda s: s in self.model.seen[start:] and bool(s.tool_results()), 30, "the spawn's tool result")
 
     def completion(self, child_key: str, timeout: float = TURN) -> Seen:
@@ -176,4 +206,8 @@ def make_world(tmp: Path, install_args: list[str], claude: str, configure: Any =
             gw.config.write_text(json.dumps(cfg, indent=2))
             gw.start(timeout=180)
             assert 'ACP runtime backend "kimi-acp" registered' in gw.log()
-            yield World(gw, model, kimi, anthropic)
+            world = World(gw, model, kimi, anthropic)
+            try:
+                yield world
+            finally:
+                world.close()
