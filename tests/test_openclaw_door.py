@@ -221,9 +221,13 @@ def test_a_cancelled_turn_tells_the_requester_what_it_had_produced(driver: Drive
     driver("rows", rows={child: {"spawnedBy": "agent:coder:main", "createdActor": {"type": "agent", "id": "coder"}}})
     handle = ensure(driver, child)
     stub.set_scenario("progress-then-hang")
-    out = driver("turn", handle=handle, text="work then hang", cancelAfterMs=6000)
+    turn = driver("turn", handle=handle, text="work then hang", background=True)
+    wait_until_sync(lambda: len(stub.messages_requests()) >= 2, 120, "the second (hanging) request, after some output")
+    assert driver("cancel", handle=handle) == {}
+    out = driver("await", turnId=turn["turnId"])
     assert out["result"]["status"] == "cancelled"
-    (event,) = [e for e in driver("gateway")["events"] if e["sessionKey"] == "agent:coder:main"]
+    event, wake = [e for e in driver("gateway")["events"] if e["sessionKey"] == "agent:coder:main"]
+    assert wake["wake"] is True and wake["intent"] == "immediate"  # and the requester is woken for it
     assert "was cancelled" in event["text"] and child in event["text"]
     assert "Progress so far: the first step is done." in event["text"]
 

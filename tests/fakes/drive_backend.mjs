@@ -39,7 +39,10 @@ const api = {
         },
       },
     },
-    system: { enqueueSystemEvent: (text, opts) => (systemEvents.push({ text, ...opts }), true) },
+    system: {
+      enqueueSystemEvent: (text, opts) => (systemEvents.push({ text, ...opts }), true),
+      requestHeartbeat: (opts) => systemEvents.push({ wake: true, ...opts }),
+    },
   },
   hooks: [],
   services: [],

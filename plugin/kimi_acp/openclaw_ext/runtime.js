@@ -181,7 +181,11 @@ export function createRuntime(proc, log, { api = () => undefined, managerStoppin
     const notice = info?.notice;
     if (notice && typeof notice === "object" && str(notice.sessionKey) && str(notice.text)) {
       try {
-        gw?.runtime?.system?.enqueueSystemEvent?.(notice.text, { sessionKey: notice.sessionKey, agentId: agentOf(notice.sessionKey) });
+        const agentId = agentOf(notice.sessionKey);
+        const queued = gw?.runtime?.system?.enqueueSystemEvent?.(notice.text, { sessionKey: notice.sessionKey, agentId, contextKey: "kimi-acp:notice" });
+        // and wake that session now (as OpenClaw's own notices do): OpenClaw's own wake for a
+        // cancelled child may already have come and gone
+        if (queued) gw?.runtime?.system?.requestHeartbeat?.({ source: "other", intent: "immediate", reason: "kimi-acp:notice", agentId, sessionKey: notice.sessionKey });
       } catch (err) {
         log?.warn?.(`kimi-acp: could not tell ${notice.sessionKey}: ${err?.message ?? err}`);
       }
