@@ -194,8 +194,11 @@ def test_install_leaves_openclaws_own_kimi_and_moonshot_plugins_alone(per_agent:
     assert "kimi" not in entries and "moonshot" not in entries  # never turned off
     assert cfg["models"]["providers"]["kimi"]["api"] == "anthropic-messages"  # the seed's id, OpenClaw's schema
     log = per_agent.gw.log()
-    for needle in ("@openclaw/kimi-provider", "@openclaw/moonshot-provider", "npm view", "degraded"):
+    for needle in ("@openclaw/kimi-provider", "@openclaw/moonshot-provider", "npm view"):
         assert needle not in log.lower(), needle  # the stand-ins are there: nothing looked up
+    # no "degraded" start (what missing plugins cause); OpenClaw's memory plugin says its vector
+    # recall is degraded on any offline gateway, which is not about plugins
+    assert not [line for line in log.splitlines() if "degraded" in line.lower() and "[memory]" not in line]
     # the aliases install added did not become a /model allowlist: a Kimi model outside them is allowed
     assert set(cfg["agents"]["defaults"]["models"]) == {"kimi/kimi-for-coding", "kimi/k3"}
     per_agent.call("sessions.patch", {"key": "agent:main:any-model", "model": "kimi/k3-256k"})
