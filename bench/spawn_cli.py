@@ -1,7 +1,6 @@
 """(b) The CLI: `kimi-acp spawn "say hi"` vs `claude -p` run by hand with the same env, both
 against the local Kimi stub. Alternating A/B (and C: kimi-acp without the reaper, to measure
-the reaper's cost apart; D: the supervisor imported while Claude Code boots, as before, to
-measure waiting for its first line apart), medians of N (default 12). Wall time and CPU time (the process and
+the reaper's cost apart), medians of N (default 12). Wall time and CPU time (the process and
 every descendant it waited for). Target <= 1.15x wall.
 
 This process is a child subreaper, so anything a run leaves behind (a detached deliverer)
@@ -117,11 +116,10 @@ def main() -> None:
         a = Case('kimi-acp spawn "say hi"', [KIMI_ACP, "spawn", "say hi"], ours)
         b = Case("claude -p (same env, by hand)", argv, direct, b"say hi")
         c = Case("kimi-acp spawn, no reaper", [KIMI_ACP, "spawn", "say hi"], {**ours, "KIMI_ACP_NO_REAPER": "1"})
-        d = Case("kimi-acp spawn, eager imports", [KIMI_ACP, "spawn", "say hi"], {**ours, "KIMI_ACP_EAGER_IMPORTS": "1"})
-        for case in (a, b, c, d, a, b, c, d):  # warm-up
+        for case in (a, b, c, a, b, c):  # warm-up
             case(record=False)
         for i in range(n):
-            order = (a, b, c, d) if i % 2 == 0 else (d, c, b, a)
+            order = (a, b, c) if i % 2 == 0 else (c, b, a)
             for case in order:
                 case()
         while _children():  # whatever is still running (deliverers) ends by itself; count its CPU
@@ -134,8 +132,6 @@ def main() -> None:
               f"ratio {med(a.cpu) / med(b.cpu):.2f}x")
         print(f"reaper's cost: wall {(med(a.wall) - med(c.wall)) * 1000:+.1f} ms, CPU {(med(a.cpu) - med(c.cpu)) * 1000:+.1f} ms "
               f"(with vs without; without: wall {med(c.wall) * 1000:.1f} ms, CPU {med(c.cpu) * 1000:.1f} ms)")
-        print(f"importing kimi-acp's supervisor only once Claude Code has booted: wall {(med(a.wall) - med(d.wall)) * 1000:+.1f} ms, "
-              f"CPU {(med(a.cpu) - med(d.cpu)) * 1000:+.1f} ms (vs eager imports: wall {med(d.wall) * 1000:.1f} ms, {med(d.wall) / med(b.wall):.2f}x)")
         print(f"processes left behind 1 s after a spawn: max {max(a.left)} (reaper on), {max(c.left)} (off); "
               f"their CPU in all ({3 * (n + 2)} spawns): {STRAYS['cpu'] * 1000:.1f} ms")
 

@@ -281,17 +281,6 @@ class PopenProcess:
     def pid(self) -> int:
         return int(self._popen.pid)
 
-    def wait_first_output(self, timeout: float) -> bool:
-        """Block (no CPU) until the process has written something to stdout, or ``timeout``
-        seconds: True when it has. Nothing is read, the supervisor reads it all later."""
-        import select
-
-        try:
-            ready, _, _ = select.select([self._popen.stdout.fileno()], [], [], timeout)
-        except (OSError, ValueError):
-            return False
-        return bool(ready)
-
     @property
     def returncode(self) -> int | None:
         return self._popen.poll()

@@ -132,10 +132,6 @@ def spawn(args: Any) -> int:
     # Claude Code boots while the rest of kimi-acp (the event loop, the spawner) imports:
     # started before anything else (see kimi_acp.prestart).
     early = prestart(request, context, config_path=args.config, pm=get_plugin_manager())
-    if early is not None and os.environ.get("KIMI_ACP_EAGER_IMPORTS") != "1":
-        # Claude Code's start-up is CPU-bound (on 2 cores, ours competes with it): import the rest
-        # of kimi-acp once it has booted (its first line, ~0.4 s in), while it waits on the API.
-        early.process.wait_first_output(3.0)
     import anyio
 
     return anyio.run(_spawn_and_wait, request, context, args, early)
