@@ -9,6 +9,7 @@ stream-json`` in the ways the supervisor cares about. Behaviour is chosen by arg
   --mode garbage       non-JSON lines, empty lines, a final line without newline
   --mode non-utf8      invalid UTF-8 bytes on stdout and stderr, then the result
   --mode echo-stdin    read all of stdin, print its length and sha256, then the result
+  --mode stdin-lines   print each stdin line as it comes ({"type":"fake","line":...}), the result at EOF
   --mode big-output    print --mb MB of assistant lines, then the result
   --mode long-line     print one line of --mb MB, then the result
   --mode fatal-401     init, an api_retry 401 line, then sleep --seconds
@@ -164,6 +165,11 @@ def main() -> int:
         init()
         emit({"type": "fake", "stdin_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
         result(f"read {len(data)} bytes")
+    elif mode == "stdin-lines":
+        init()
+        for raw in sys.stdin.buffer:
+            emit({"type": "fake", "line": raw.decode().rstrip("\n")})
+        result("stdin closed")
     elif mode == "big-output":
         init()
         line = json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": "x" * 1000}]}})
