@@ -478,7 +478,7 @@ class Spawner:
         req = prepared["request"]  # as rewritten by kimi_acp_before_spawn hooks
         self._events[rec.run_id] = anyio.Event()
         if spec.keep_stdin:
-            self._live[rec.run_id] = self._live_run(rec, live)
+            self._live[rec.run_id] = self._live_run(rec, live, prepared["route"])
         self._tg.start_soon(self._run, rec, spec, req, prepared["route"])
         return {
             "status": "accepted",
@@ -929,6 +929,8 @@ class Spawner:
         live = self._live.get(run_id)
         if live is None or live.closed:
             return False
+        if images:
+            _check_images(images, live.route)  # KimiAcpError: the run's model does not take them
         from .harness.command import user_message
 
         if not live.send(user_message(text, images or ())):
@@ -942,7 +944,7 @@ class Spawner:
         if live is not None:
             live.finish()
 
-    def _live_run(self, rec: Any, live: Any) -> Any:
+    def _live_run(self, rec: Any, live: Any, route: Any) -> Any:
         from .live import LiveRun
 
         def record(event: dict[str, Any]) -> None:
@@ -955,6 +957,7 @@ class Spawner:
                       close=lambda: self._supervisor.close_stdin(rec.run_id),
                       start_task=self._tg.start_soon, record=record)
         run.record = record  # type: ignore[attr-defined]
+        run.route = route  # type: ignore[attr-defined]
         return run
 
     async def cancel(self, run_id: str) -> bool:
