@@ -412,7 +412,7 @@ class KimiAcpAgent:
         session.busy, session.cancelled = True, False
         session.turn_end = asyncio.get_running_loop().create_future()
         try:
-            answer = await self._prompt(session, task, images=images, can_ask=can_ask)
+            answer = await self._prompt(session, task, images=images, can_ask=can_ask, message_id=message_id)
         except BaseException as exc:
             if not session.turn_end.done():
                 if isinstance(exc, Exception):
@@ -460,7 +460,7 @@ class KimiAcpAgent:
         stop = getattr(answer, "stop_reason", "end_turn")
         return acp.PromptResponse(stop_reason="cancelled" if stop == "cancelled" else "end_turn", field_meta=meta)
 
-    def _asker(self, session: AcpSession) -> Any:
+    def _asker(self, session: AcpSession, message_id: str | None = None) -> Any:
         """How this session's live runs ask their permission questions: ACP's
         ``session/request_permission`` to the client (OpenClaw's extension turns it into the turn's
         chat question)."""
@@ -481,7 +481,8 @@ class KimiAcpAgent:
                                          kind=question.kind, status="pending", raw_input=question.input)
             try:
                 response = await conn.request_permission(session_id=session.session_id, tool_call=call, options=options,
-                                                         **{OPENCLAW_META: {"question": question.text(), "tool": question.tool}})
+                                                         **{OPENCLAW_META: {"question": question.text(), "tool": question.tool,
+                                                                            **({"requestId": message_id} if message_id else {})}})
             except Exception as exc:  # noqa: BLE001 - the client failed the request: a denial that says so
                 why = getattr(exc, "data", None) or exc
                 return Answer("deny", by="error", reason=f"the question could not be asked ({why})")
@@ -497,7 +498,7 @@ class KimiAcpAgent:
         return ask
 
     async def _prompt(self, session: AcpSession, task: str, *, images: list[tuple[str, str]] | None = None,
-                      can_ask: bool = True) -> Any:
+                      can_ask: bool = True, message_id: str | None = None) -> Any:
         import asyncio
 
         acp = self.acp
@@ -536,7 +537,7 @@ class KimiAcpAgent:
             request, context = door.setup_turn(session, request, task)
         from .live import Live
 
-        live = Live(ask=self._asker(session) if can_ask else None, allowed=session.allowed_calls)
+        live = Live(ask=self._asker(session, message_id) if can_ask else None, allowed=session.allowed_calls)
         answer = await spawner.spawn(request, context, live=live)
         if answer.get("status") != "accepted":
             extra = door.failure_data("error") if door else {}
@@ -547,7 +548,10 @@ class KimiAcpAgent:
         self.events.watch(run_id, queue)
         session.run_id = run_id
         maker = UpdateMaker(acp, context_window(spawner.config, answer.get("backend"), answer.get("model")), notes=session.notes)
-        sender = asyncio.create_task(self._send_updates(session.session_id, queue, maker))
+        # OpenClaw's extension routes each update to the turn that asked for it (a steer that
+        # runs as a turn of its own after the running one must not feed that one's stream)
+        tag = {OPENCLAW_META: {"requestId": message_id}} if session.openclaw_key and message_id else {}
+        sender = asyncio.create_task(self._send_updates(session.session_id, queue, maker, tag))
         finished = False
         try:
             if session.cancelled:
@@ -582,7 +586,7 @@ class KimiAcpAgent:
         usage = prompt_usage(acp, result.usage)
         return acp.PromptResponse(stop_reason="end_turn", usage=usage, field_meta=meta)
 
-    async def _send_updates(self, session_id: str, queue: Any, maker: UpdateMaker) -> None:
+    async def _send_updates(self, session_id: str, queue: Any, maker: UpdateMaker, tag: dict[str, Any] | None = None) -> None:
         broken = False
         while True:
             event = await queue.get()
@@ -597,7 +601,7 @@ class KimiAcpAgent:
                 continue
             try:
                 for update in updates:
-                    await self.conn.session_update(session_id=session_id, update=update)
+                    await self.conn.session_update(session_id=session_id, update=update, **(tag or {}))
             except Exception as exc:  # noqa: BLE001 - a gone client must not stop the run's bookkeeping
                 broken = True
                 log(f"session {session_id}: cannot send updates: {exc!r}")
