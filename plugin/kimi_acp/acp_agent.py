@@ -267,8 +267,8 @@ class KimiAcpAgent:
 
         schema = self.acp.schema
         about = {
-            "default": "asks before edits and commands (a headless run refuses what needs asking)",
-            "acceptEdits": "edits files without asking; asks before other commands",
+            "default": "asks before edits and commands (you answer; a turn with nobody to ask refuses them)",
+            "acceptEdits": "edits files (and runs file commands in its folder) without asking; asks before other commands",
             "plan": "plans only: reads and proposes, changes nothing",
             "bypassPermissions": "runs every tool without asking (as root only with harness.allowRootBypass)",
             "dontAsk": "refuses everything that would need asking",

@@ -157,21 +157,20 @@ class LiveRun:
         kind = getattr(event, "type", None)
         if kind == "user" and _is_echo(event):
             self.echoed += 1
-            if self._grace is not None:
+            if self._grace is not None:  # it took the message: its turn ends with a result of its own
                 self._grace.cancel()
                 self._grace = None
         elif kind == "result":
             self.results += 1
             if self.echoed >= self.written:
                 self.close()
-            elif self._grace is None:
+            else:  # a message it has not taken (yet): it should, at once; if it never does, close anyway
+                if self._grace is not None:
+                    self._grace.cancel()
                 self._grace = self._spawn(self._close_when_silent)
         elif kind == "control_request":
             raw = getattr(event, "raw", None) or {}
             self._spawn(self._answer, raw)
-        elif self._grace is not None:  # the run is working again: not silent
-            self._grace.cancel()
-            self._grace = None
 
     def finish(self) -> None:
         """The run is over: stop every question still waiting (nobody can use its answer)."""
@@ -223,7 +222,10 @@ class LiveRun:
             blocked_path=request.get("blocked_path") if isinstance(request.get("blocked_path"), str) else None,
         )
         async with self._lock:
-            answer = await self._decide(question)
+            try:
+                answer = await self._decide(question)
+            except Exception as exc:  # noqa: BLE001 - Claude Code waits for an answer: it always gets one
+                answer = Answer("deny", by="error", reason=f"kimi-acp could not ask ({type(exc).__name__}: {exc})")
         said = None if answer.allowed else f"Claude Code asked to {question.text().removeprefix('Claude Code wants to ')}: denied — {answer.reason}"
         self._record({"type": "kimi-acp", "subtype": "permission_answer", "toolUseId": question.tool_use_id,
                       "tool": question.tool, "decision": answer.decision, "by": answer.by,
