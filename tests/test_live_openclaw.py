@@ -73,12 +73,37 @@ def test_an_accepted_question_lets_the_command_run(driver: Driver) -> None:
     assert form["mode"] == "form" and f"Claude Code wants to run `touch {marker}`" in form["message"]
     assert len(form["message"]) <= 1024 and not UNSAFE.search(form["message"])
     field = form["requestedSchema"]["properties"]["decision"]
+    # OpenClaw's question record shows the field, not the message: it names the command too
+    assert f"Claude Code wants to run `touch {marker}`" in field["description"] and len(field["description"]) <= 512
     assert form["requestedSchema"]["required"] == ["decision"] and field["type"] == "string"
     assert [c["const"] for c in field["oneOf"]] == ["allow_once", "allow_always", "reject_once"]
     assert all(len(c["title"]) <= 64 for c in field["oneOf"])
     assert form["sessionId"] == handle["backendSessionId"] and form["toolCallId"].startswith("toolu_")
     assert isinstance(asked["requestId"], int)
     assert answers(driver.runs()[-1]["run_id"], driver)[0]["decision"] == "allow_once"
+
+
+def test_a_spawned_childs_question_is_told_to_the_session_that_spawned_it(driver: Driver) -> None:
+    """OpenClaw asks a child's question in the child's own session; kimi-acp tells the requester
+    (a system event and a wake) what is asked and where to answer."""
+    marker = driver.work / "spawned"
+    child = "agent:kimi-acp:acp:spawned-child"
+    driver("rows", rows={child: {"spawnedBy": "agent:coder:main", "createdVia": "spawn", "createdActor": {"type": "agent", "id": "coder"}}})
+    handle = driver.ensure(child)
+    assert driver("mode", handle=handle, mode="default") == {}
+    out = driver("turn", handle=handle, text=f"make it [[stub:touch:{marker}]]",
+                 elicit=[{"action": "accept", "content": {"decision": "allow_once"}}])
+    assert out["result"]["status"] == "completed" and marker.exists()
+    gateway = driver("gateway")
+    [told] = [e for e in gateway["events"] if e.get("contextKey", "").startswith("kimi-acp:question:")]
+    assert told["sessionKey"] == "agent:coder:main"
+    assert f"Claude Code in {child} (spawned by this session) asks before a tool call: Claude Code wants to run `touch {marker}`" in told["text"]
+    assert '"Allow once", "Allow this exact call for the session" or "Deny"' in told["text"]
+    assert {"sessionKey": "agent:coder:main", "agentId": "coder", "reason": "kimi-acp:question", "intent": "event"} in gateway["wakes"]
+    # a session the user talks to directly is asked there, and nobody else is told
+    before = len(driver("gateway")["events"])
+    driver("turn", handle=session(driver, "direct"), text=f"again [[stub:touch:{marker}-2]]", elicit=[{"action": "decline"}])
+    assert len(driver("gateway")["events"]) == before
 
 
 def test_a_declined_question_keeps_the_command_from_running_and_the_turn_says_why(driver: Driver) -> None:

@@ -479,6 +479,13 @@ class KimiAcpAgent:
             ]
             call = schema.ToolCallUpdate(tool_call_id=question.tool_use_id or question.request_id, title=question.title,
                                          kind=question.kind, status="pending", raw_input=question.input)
+            if session.openclaw_key:
+                notice = self.openclaw.question_notice(session, question)
+                if notice is not None:
+                    try:
+                        await conn.ext_notification("kimi-acp/notice", notice)
+                    except Exception as exc:  # noqa: BLE001 - the question is still asked where it belongs
+                        log(f"session {session.session_id}: could not tell {notice['sessionKey']} about a question: {exc!r}")
             try:
                 response = await conn.request_permission(session_id=session.session_id, tool_call=call, options=options,
                                                          **{OPENCLAW_META: {"question": question.text(), "tool": question.tool,

@@ -19,7 +19,8 @@
 //   {"op": "rows", "rows": {key: entry}}             -> {} (what getSessionEntry answers, as OpenClaw's session rows)
 //   {"op": "dispatch", "event", "ctx"}               -> the before_dispatch answer (an "/acp spawn" is noted)
 //   {"op": "mode", "handle", "mode"}                 -> setMode: {} | {"error"}
-//   {"op": "gateway"}                                -> {patches, events}: patchSessionEntry and enqueueSystemEvent calls
+//   {"op": "gateway"}                                -> {patches, events, wakes}: patchSessionEntry, enqueueSystemEvent
+//                                                       and requestHeartbeatNow calls
 //   {"op": "stop"}                                   -> service.stop, then exit
 import { createInterface } from "node:readline";
 
@@ -30,6 +31,7 @@ const logs = [];
 const rows = new Map(); // stand-in for OpenClaw's session rows
 const patches = [];
 const systemEvents = [];
+const wakes = [];
 const api = {
   registrationMode: "full",
   logger: { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`), error: (m) => logs.push(`ERROR ${m}`), debug() {} },
@@ -45,7 +47,10 @@ const api = {
         },
       },
     },
-    system: { enqueueSystemEvent: (text, opts) => (systemEvents.push({ text, ...opts }), true) },
+    system: {
+      enqueueSystemEvent: (text, opts) => (systemEvents.push({ text, ...opts }), true),
+      requestHeartbeatNow: (opts) => wakes.push(opts),
+    },
   },
   hooks: [],
   services: [],
@@ -161,7 +166,7 @@ for await (const line of createInterface({ input: process.stdin })) {
         send({});
         break;
       case "gateway":
-        send({ patches, events: systemEvents });
+        send({ patches, events: systemEvents, wakes });
         break;
       case "status":
         send(await rt().getStatus({ handle: cmd.handle }));

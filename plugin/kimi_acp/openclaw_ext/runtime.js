@@ -170,7 +170,8 @@ export function permissionForm(params) {
         decision: {
           type: "string",
           title: "Permission",
-          description: "Allow once runs it now; allowing it for the session also allows this exact call again later; Deny stops it.",
+          // OpenClaw's question record (the Control UI, `question.list`) shows this, not the message
+          description: oneLine(`${question}. Allow once runs it now; for the session also allows this exact call later; Deny stops it.`, 500),
           oneOf: choices,
         },
       },
@@ -212,6 +213,20 @@ export function createRuntime(proc, log, { api = () => undefined, managerStoppin
     return (str(rid) && byRequest.get(rid)) || turns.get(params?.sessionId);
   };
 
+  // kimi-acp's words for another session while a turn runs (a spawned child's question, for the
+  // session that spawned it): a system event there, and a wake so its agent sees it now.
+  function notify(params) {
+    const gw = api();
+    if (!str(params?.sessionKey) || !str(params?.text)) return;
+    const agentId = agentOf(params.sessionKey);
+    try {
+      gw?.runtime?.system?.enqueueSystemEvent?.(params.text, { sessionKey: params.sessionKey, agentId, contextKey: `kimi-acp:question:${params.toolCallId ?? ""}` });
+      gw?.runtime?.system?.requestHeartbeatNow?.({ sessionKey: params.sessionKey, agentId, reason: "kimi-acp:question", intent: "event" });
+    } catch (err) {
+      log?.warn?.(`kimi-acp: could not tell ${params.sessionKey}: ${err?.message ?? err}`);
+    }
+  }
+
   // Claude Code asks before a tool call: the turn that owns the run asks in its chat, through
   // OpenClaw's onElicitation (one question at a time, 15 min, OpenClaw's own rules); no handler,
   // no turn, an error or no answer -> cancelled, which kimi-acp turns into a denial that says so.
@@ -232,6 +247,10 @@ export function createRuntime(proc, log, { api = () => undefined, managerStoppin
   proc.onRequest?.("session/request_permission", askInChat);
 
   proc.onNotification((method, params) => {
+    if (method === "_kimi-acp/notice") {
+      notify(params);
+      return;
+    }
     if (method !== "session/update") return;
     const turn = turnOf(params);
     if (!turn) return;
