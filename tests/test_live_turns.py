@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -125,6 +127,9 @@ async def test_a_denied_question_keeps_the_command_from_running_and_the_turn_say
     run = rig.runs()[-1]
     answer = [e for e in transcript(rig, run["run_id"]) if e.get("subtype") == "permission_answer"][0]
     assert answer["decision"] == "deny" and answer["by"] == "user"
+    logs = subprocess.run([KIMI_ACP, "logs", run["run_id"]], env={**os.environ, **rig.env}, capture_output=True, text=True, timeout=60)
+    assert f"? Claude Code wants to run `touch {marker}`" in logs.stdout
+    assert "  ✗ denied (by user): the user denied it when asked" in logs.stdout
 
 
 async def test_allow_for_the_session_covers_the_same_call_later_and_nothing_else(rig: Rig) -> None:
