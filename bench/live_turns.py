@@ -93,15 +93,16 @@ async def batch(env: dict[str, str], work: Path, body: Any, n: int) -> tuple[lis
     client = Client()
     walls: list[float] = []
     extras: list[float] = []
-    async with acp.spawn_agent_process(client, str(KIMI_ACP), "acp", env=env, cwd=str(work),
-                                       transport_kwargs={"stderr": open(os.devnull, "wb")}) as (conn, _):
-        await conn.initialize(protocol_version=acp.PROTOCOL_VERSION, client_capabilities=ClientCapabilities(),
-                              client_info=Implementation(name="bench", version="0"))
-        for i in range(n):
-            wall, extra = await body(conn, client, i)
-            walls.append(wall)
-            if extra is not None:
-                extras.append(extra)
+    with open(os.devnull, "wb") as quiet:
+        async with acp.spawn_agent_process(client, str(KIMI_ACP), "acp", env=env, cwd=str(work),
+                                           transport_kwargs={"stderr": quiet}) as (conn, _):
+            await conn.initialize(protocol_version=acp.PROTOCOL_VERSION, client_capabilities=ClientCapabilities(),
+                                  client_info=Implementation(name="bench", version="0"))
+            for i in range(n):
+                wall, extra = await body(conn, client, i)
+                walls.append(wall)
+                if extra is not None:
+                    extras.append(extra)
     await asyncio.sleep(0.2)  # the agent and its runs are reaped by now
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -201,6 +202,7 @@ async def main() -> int:
               f"CPU {statistics.mean(cpus[name]) * 1000:6.0f} ms/sample, n={len(walls[name])}")
     s, p = "steer (sent -> the stub sees it)", "new prompt after the turn ended"
     taken = med(extras[s])
+    print(f"steer CPU (both turns in one process) vs two processes: {statistics.mean(cpus[s]) / statistics.mean(cpus[p]):.2f}x")
     print(f"steer: {med(walls[s]):.0f} ms from sent to seen, of which {taken:.0f} ms after the model's answer was in "
           f"(the process taking it up) vs {med(walls[p]):.0f} ms for a new prompt after the turn: "
           f"{taken / med(walls[p]):.2f}x (taken up) / {med(walls[s]) / med(walls[p]):.2f}x (sent to seen, incl. the {hold - 0.3:.1f} s the model was still answering)")
