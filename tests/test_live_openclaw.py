@@ -159,7 +159,7 @@ def test_a_steer_while_a_turn_runs_lands_in_its_claude_code_process(driver: Driv
     first turn's stream is not cut."""
     handle = session(driver, "steer", mode="acceptEdits")
     before = len(stub.messages_requests())
-    started = driver("turn", handle=handle, text="first [[stub:slow:6]]", background=True)
+    started = driver("turn", handle=handle, text="first [[stub:slow:5]]", background=True)
     deadline = time.monotonic() + 60
     while len(stub.messages_requests()) <= before:
         assert time.monotonic() < deadline, "the first turn's request never came"

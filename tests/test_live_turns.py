@@ -161,7 +161,7 @@ async def test_a_steer_lands_in_the_running_turns_claude_code_process(rig: Rig) 
     async with _agent(rig, client) as conn:
         session = await conn.new_session(cwd=str(rig.work), mcp_servers=[])
         sid = session.session_id
-        first = asyncio.create_task(conn.prompt(session_id=sid, prompt=[acp.text_block("first [[stub:slow:6]]")]))
+        first = asyncio.create_task(conn.prompt(session_id=sid, prompt=[acp.text_block("first [[stub:slow:5]]")]))
         await until_posts(rig, 1)  # the first (slow) request is in
         await asyncio.sleep(3)
         running = rig.runs()[-1]
@@ -184,7 +184,7 @@ async def test_a_prompt_while_one_runs_is_refused_unless_it_is_a_steer(rig: Rig)
     client = Recorder()
     async with _agent(rig, client) as conn:
         session = await conn.new_session(cwd=str(rig.work), mcp_servers=[])
-        first = asyncio.create_task(conn.prompt(session_id=session.session_id, prompt=[acp.text_block("first [[stub:slow:3]]")]))
+        first = asyncio.create_task(conn.prompt(session_id=session.session_id, prompt=[acp.text_block("first [[stub:slow:2]]")]))
         await until_posts(rig, 1)
         with pytest.raises(acp.RequestError) as refused:
             await conn.prompt(session_id=session.session_id, prompt=[acp.text_block("second")])
