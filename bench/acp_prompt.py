@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugin"))
 
+from kimi_acp.harness.command import user_message  # noqa: E402
 from kimi_acp.stub.server import StubServer  # noqa: E402
 
 KIMI_ACP = REPO / ".venv" / "bin" / "kimi-acp"
@@ -115,7 +116,7 @@ def main() -> int:
         quiet = ["--approve-all", "--format", "quiet", "exec", TASK]
         legs = {
             "acpx -> kimi-acp acp -> claude": ([str(ACPX), "--agent", f"{KIMI_ACP} acp", *quiet], env, None),
-            "claude -p (direct, same env)": (direct_argv, direct_env, TASK),
+            "claude -p (direct, same env)": (direct_argv, direct_env, user_message(TASK).decode()),  # the task as kimi-acp writes it
             "acpx -> null agent (acpx alone)": ([str(ACPX), "--agent", f"{sys.executable} {null_agent}", *quiet], env, None),
         }
         expect = "Hello from the Kimi stub"

@@ -89,7 +89,7 @@ async def bench(which: str) -> None:
 
         async def direct() -> float:
             t = time.perf_counter()
-            r = await anyio.run_process(direct_argv, input=task.encode(), env=direct_env, check=False)
+            r = await anyio.run_process(direct_argv, input=spec.stdin, env=direct_env, check=False)  # the same stdin
             dt = time.perf_counter() - t
             assert r.returncode == 0, r.stderr[-500:]
             return dt

@@ -326,6 +326,34 @@ def test_an_in_process_restart_keeps_kimi_acp_working(per_agent: World) -> None:
     assert "kimi-acp is ready" in w.say("agent:coder:main", "/acp doctor")
 
 
+def test_a_spawned_childs_permission_question_is_answered_from_chat(per_agent: World, tmp_path: Path) -> None:
+    """Claude Code asks before a command (here a `touch` outside its folder, which acceptEdits asks
+    about): OpenClaw 2026.9.6 asks the turn's question in the child's own session (its
+    onElicitation: a question record there), kimi-acp tells the session that spawned it what is
+    asked and where, and the user's plain-text answer in the child's session decides: "Allow
+    once" -> the file appears; "Deny" -> it does not, and the child's result says why."""
+    w = per_agent
+    for answer, marker in (("Allow once", tmp_path / "allowed"), ("Deny", tmp_path / "denied")):
+        seen = w.turn("agent:coder:main", spawn_message(agentId="claude", task=f"make it [[stub:touch:{marker}]]"))
+        child = accepted(seen)["childSessionKey"]
+        told = w.model.wait_for(lambda s: f"Claude Code in {child} (spawned by this session) asks before a tool call" in s.last_user_text(),
+                                TURN, "the question told to coder's session")
+        assert f"run `touch {marker}`" in told.last_user_text()
+        pending = wait_until_sync(lambda: [q for q in w.admin("question.list", {})["questions"]
+                                           if q["sessionKey"] == child and q["status"] == "pending"], 60, "the question in the child's session")
+        assert f"touch {marker}" in pending[0]["questions"][0]["question"]
+        assert [o["label"] for o in pending[0]["questions"][0]["options"]] == ["Allow once", "Allow this exact call for the session", "Deny"]
+        w.say(child, answer)  # the answer, as a user types it into that session
+        event = w.completion(child).last_user_text()
+        if answer == "Allow once":
+            assert marker.exists() and "Tool said: (Bash completed with no output)" in event
+        else:
+            assert not marker.exists() and "denied — the user denied it when asked" in event
+        decisions = [json.loads(line) for line in (w.state / "transcripts" / f"{runs(w.state)[-1]['run_id']}.jsonl").read_text().splitlines()
+                     if '"permission_answer"' in line]
+        assert [d["decision"] for d in decisions] == ["allow_once" if answer == "Allow once" else "deny"]
+
+
 def test_a_crashed_gateway_leaves_no_process_of_any_run(per_agent: World) -> None:
     """kill -9 of the gateway with a run in flight: kimi-acp sees its stdin end, kills the
     run's process group and exits. (Runs last in this module: it ends that gateway.)"""

@@ -35,6 +35,7 @@ from kimi_acp.harness.claude_code import (
     permission_args,
     summarize,
 )
+from kimi_acp.harness.command import user_message
 from kimi_acp.redact import Redactor
 
 SID = "947502cd-c6f3-4c5a-af38-25a38680ebf3"
@@ -77,11 +78,36 @@ def test_argv_shape_and_the_task_is_never_in_it() -> None:
     task = "refactor the parser; the secret plan is in PLAN.md"
     argv, env = build_argv("/bin/claude", model="kimi-k2.5", session_id="abc", extra_args=["--max-turns", "3"])
     assert argv == [
-        "/bin/claude", "-p", "--output-format", "stream-json", "--verbose",
+        "/bin/claude", "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose",
         "--permission-mode", "acceptEdits", "--model", "kimi-k2.5", "--session-id", "abc", "--max-turns", "3",
     ]
     assert env == {}
     assert not any(task in a for a in argv)
+
+
+@pytest.mark.parametrize(("mode", "asks"), [("acceptEdits", True), ("default", True), ("plan", True), ("approve-reads", True),
+                                            ("dontAsk", False), ("deny-all", False)])
+def test_a_live_run_echoes_its_input_and_asks_only_in_a_mode_that_asks(mode: str, asks: bool) -> None:
+    """A live run (an ACP turn) keeps reading stdin and says when it took each message; its
+    permission questions come on stdout only when someone can answer and the mode would ask."""
+    argv, _ = build_argv("claude", permission=mode, live=True, ask=True)  # type: ignore[arg-type]
+    assert "--replay-user-messages" in argv
+    assert (argv[-2:] == ["--permission-prompt-tool", "stdio"]) is asks
+    quiet, _ = build_argv("claude", permission=mode, live=True, ask=False)  # type: ignore[arg-type]
+    assert "--permission-prompt-tool" not in quiet
+    plain, _ = build_argv("claude", permission=mode, ask=True)  # type: ignore[arg-type]
+    assert "--replay-user-messages" not in plain and "--permission-prompt-tool" not in plain
+
+
+def test_the_task_goes_in_as_one_stream_json_user_message_with_its_images() -> None:
+    line = user_message("look at this \u00e9", [("image/png", "iVBORw0KGgo=")])
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    msg = json.loads(line)
+    assert msg["type"] == "user" and msg["message"]["role"] == "user"
+    assert msg["message"]["content"] == [
+        {"type": "text", "text": "look at this \u00e9"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+    ]
 
 
 def test_argv_resume_wins_over_session_id_and_no_model_is_omitted() -> None:

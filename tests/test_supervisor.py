@@ -635,3 +635,31 @@ async def test_five_hundred_concurrent_tiny_runs_are_light() -> None:
     assert len(outcomes) == 500 and all(o.exit_code == 0 for o in outcomes)
     grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kb < 200 * 1024
+
+
+async def test_a_run_that_keeps_stdin_takes_more_input_in_order_until_it_is_closed() -> None:
+    """keep_stdin: the task, then every later write in order (written by the run's own task, so
+    a write never blocks), then EOF at close_stdin; writes after that, or to a run without
+    keep_stdin, are refused."""
+    sup = make_supervisor(grace=GRACE)
+    seen: list[str] = []
+    rid = f"live-{UNIQUE}"
+
+    def on_line(line: str) -> None:
+        event = json.loads(line)
+        if event.get("type") == "fake":
+            seen.append(event["line"])
+            if event["line"] == "first":
+                assert sup.write_stdin(rid, b"second\n") and sup.write_stdin(rid, b"third\n")
+            if event["line"] == "third":
+                sup.close_stdin(rid)
+                assert not sup.write_stdin(rid, b"late\n")
+
+    assert sup.write_stdin(rid, b"nothing\n") is False  # not a run (yet)
+    async with sup:
+        out = await sup.run(spec(rid, "stdin-lines", stdin=b"first\n", keep_stdin=True), on_line=on_line)
+        plain = await sup.run(spec(f"plain-{UNIQUE}", "stdin-lines", stdin=b"only\n"),
+                              on_started=lambda pid, pgid: seen.append(f"plain write: {sup.write_stdin(f'plain-{UNIQUE}', b'x')}"))
+    assert out.exit_code == 0 and not out.timed_out
+    assert seen == ["first", "second", "third", "plain write: False"]
+    assert plain.exit_code == 0

@@ -11,6 +11,12 @@ Methods: ``initialize``, ``session/new``, ``session/load``, ``session/prompt``,
 ``session/cancel``, ``session/set_config_option`` (``model``, thinking, ``timeout``), and the
 OpenClaw door's ``_kimi-acp/*`` extension methods (:mod:`.openclaw_backend`). The wire and the
 process's start-up are in :mod:`.acp_stdio`.
+
+Each prompt's run is live (:mod:`.live`): Claude Code's permission questions become
+``session/request_permission`` requests to the client (allow once, allow this exact call for the
+session, deny), and a prompt with ``_meta.kimiAcp.mode == "steer"`` that arrives while the
+session's turn runs goes into that same Claude Code process. Images in a prompt reach Claude
+Code as image blocks.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from .acp_sessions import (
     log,
     session_key,
 )
-from .acp_updates import RunEvents, UpdateMaker, context_window, prompt_text, prompt_usage
+from .acp_updates import RunEvents, UpdateMaker, context_window, prompt_images, prompt_text, prompt_usage
 from .openclaw_backend import OPENCLAW_META, OpenClawBackend
 
 PROTOCOL_VERSION = 1  # acp.PROTOCOL_VERSION (schema v1.19.0); a test keeps them equal
@@ -46,12 +52,27 @@ def initialize_result() -> dict[str, Any]:
         "protocolVersion": PROTOCOL_VERSION,
         "agentCapabilities": {
             "loadSession": True,
-            "promptCapabilities": {"image": False, "audio": False, "embeddedContext": False},
+            # Images reach Claude Code as image blocks; a model not marked as taking them refuses
+            # the prompt with the fix (this answer comes before the config is read: see docs).
+            "promptCapabilities": {"image": True, "audio": False, "embeddedContext": False},
             "mcpCapabilities": {"http": False, "sse": False},
         },
         "agentInfo": {"name": AGENT_NAME, "title": "kimi-acp: Claude Code on Kimi", "version": __version__},
         "authMethods": [],
     }
+
+
+async def _ended(turn_end: Any) -> None:
+    """Wait for a prompt's end, however it ended."""
+    import asyncio
+
+    try:
+        await asyncio.shield(turn_end)
+    except asyncio.CancelledError:
+        if not turn_end.cancelled():
+            raise
+    except Exception:  # noqa: BLE001 - its own caller got the error
+        pass
 
 
 class KimiAcpAgent:
@@ -246,8 +267,8 @@ class KimiAcpAgent:
 
         schema = self.acp.schema
         about = {
-            "default": "asks before edits and commands (a headless run refuses what needs asking)",
-            "acceptEdits": "edits files without asking; asks before other commands",
+            "default": "asks before edits and commands (you answer; a turn with nobody to ask refuses them)",
+            "acceptEdits": "edits files (and runs file commands in its folder) without asking; asks before other commands",
             "plan": "plans only: reads and proposes, changes nothing",
             "bypassPermissions": "runs every tool without asking (as root only with harness.allowRootBypass)",
             "dontAsk": "refuses everything that would need asking",
@@ -365,20 +386,126 @@ class KimiAcpAgent:
             log(f"cannot save session {session.session_id}: {exc}")
 
     async def prompt(self, prompt: list[Any], session_id: str, message_id: str | None = None, **kwargs: Any) -> Any:
+        import asyncio
+
         acp = self.acp
         session = self._session(session_id)
-        if session.busy:
-            raise acp.RequestError.invalid_request({"message": f"session {session_id} already has a prompt running; cancel it first"})
-        task = prompt_text(prompt)
+        meta = kwargs.get(OPENCLAW_META) if isinstance(kwargs.get(OPENCLAW_META), dict) else {}
+        steer = meta.get("mode") == "steer"
+        task, images = prompt_text(prompt), prompt_images(prompt)
         if not task.strip():
-            raise acp.RequestError.invalid_params({"message": "the prompt has no text"})
+            if not images:
+                raise acp.RequestError.invalid_params({"message": "the prompt has no text"})
+            task = "(see the attached image)" if len(images) == 1 else f"(see the {len(images)} attached images)"
+        if session.busy:
+            if not steer:
+                raise acp.RequestError.invalid_request({"message": f"session {session_id} already has a prompt running; cancel it "
+                                                                   "first, or send this one as a steer (OpenClaw's /acp steer)"})
+            steered = await self._steer(session, task, images)
+            if steered is not None:
+                return steered
+            while session.busy:  # the running turn was ending: this one runs next, as a turn of its own
+                await _ended(session.turn_end)
+        # OpenClaw's turns say whether someone can be asked (the turn has an onElicitation);
+        # an ACP client always can (session/request_permission is part of the protocol).
+        can_ask = meta.get("canAsk") is True if session.openclaw_key else True
         session.busy, session.cancelled = True, False
+        session.turn_end = asyncio.get_running_loop().create_future()
         try:
-            return await self._prompt(session, task)
+            answer = await self._prompt(session, task, images=images, can_ask=can_ask, message_id=message_id)
+        except BaseException as exc:
+            if not session.turn_end.done():
+                if isinstance(exc, Exception):
+                    session.turn_end.set_exception(exc)
+                    session.turn_end.exception()  # retrieved: a steer may never wait for it
+                else:
+                    session.turn_end.cancel()
+            raise
+        else:
+            session.turn_end.set_result(answer)
+            return answer
         finally:
             session.busy = False
 
-    async def _prompt(self, session: AcpSession, task: str) -> Any:
+    async def _steer(self, session: AcpSession, task: str, images: list[tuple[str, str]]) -> Any:
+        """A steer into the running turn: its message goes into that turn's Claude Code process,
+        and this prompt ends when that turn does (its output is the running turn's). ``None``
+        when the running turn takes no more input (it is ending): the caller runs it next."""
+        import asyncio
+
+        acp = self.acp
+        spawner = self.spawner
+        run_id = session.run_id
+        if spawner is None or run_id is None or session.turn_end is None:
+            return None
+        try:
+            sent = spawner.send(run_id, task, images)
+        except Exception as exc:  # noqa: BLE001 - images this run cannot take: refused like a prompt's
+            raise self._error(str(exc)) from None
+        if not sent:
+            return None
+        who = f"{session.session_id} ({session.openclaw_key})" if session.openclaw_key else session.session_id
+        log(f"session {who}: steer sent into run {run_id}")
+        meta = {OPENCLAW_META: {"steeredInto": run_id}}
+        turn_end = session.turn_end
+        try:
+            answer = await asyncio.shield(turn_end)
+        except asyncio.CancelledError:
+            if turn_end.cancelled():  # the turn it went into was cancelled, not this prompt
+                return acp.PromptResponse(stop_reason="cancelled", field_meta=meta)
+            raise
+        except Exception as exc:  # the turn it went into failed: so did this one
+            raise self._error(f"the turn this steer went into failed: {getattr(exc, 'data', None) and exc.data.get('message') or exc}",
+                              code="steered_turn_failed", runId=run_id) from None
+        stop = getattr(answer, "stop_reason", "end_turn")
+        return acp.PromptResponse(stop_reason="cancelled" if stop == "cancelled" else "end_turn", field_meta=meta)
+
+    def _asker(self, session: AcpSession, message_id: str | None = None) -> Any:
+        """How this session's live runs ask their permission questions: ACP's
+        ``session/request_permission`` to the client (OpenClaw's extension turns it into the turn's
+        chat question)."""
+        from .live import Answer
+
+        async def ask(question: Any) -> Any:
+            acp = self.acp
+            schema = acp.schema
+            conn = self.conn
+            if conn is None:
+                return Answer("deny", by="nobody", reason="no client is connected to ask")
+            options = [
+                schema.PermissionOption(option_id="allow_once", name="Allow once", kind="allow_once"),
+                schema.PermissionOption(option_id="allow_always", name="Allow this exact call for the session", kind="allow_always"),
+                schema.PermissionOption(option_id="reject_once", name="Deny", kind="reject_once"),
+            ]
+            call = schema.ToolCallUpdate(tool_call_id=question.tool_use_id or question.request_id, title=question.title,
+                                         kind=question.kind, status="pending", raw_input=question.input)
+            if session.openclaw_key:
+                notice = self.openclaw.question_notice(session, question)
+                if notice is not None:
+                    try:
+                        await conn.ext_notification("kimi-acp/notice", notice)
+                    except Exception as exc:  # noqa: BLE001 - the question is still asked where it belongs
+                        log(f"session {session.session_id}: could not tell {notice['sessionKey']} about a question: {exc!r}")
+            try:
+                response = await conn.request_permission(session_id=session.session_id, tool_call=call, options=options,
+                                                         **{OPENCLAW_META: {"question": question.text(), "tool": question.tool,
+                                                                            **({"requestId": message_id} if message_id else {})}})
+            except Exception as exc:  # noqa: BLE001 - the client failed the request: a denial that says so
+                why = getattr(exc, "data", None) or exc
+                return Answer("deny", by="error", reason=f"the question could not be asked ({why})")
+            outcome = response.outcome
+            said = (response.field_meta or {}).get(OPENCLAW_META, {}) if isinstance(response.field_meta, dict) else {}
+            note = said.get("message") if isinstance(said, dict) and isinstance(said.get("message"), str) else None
+            if getattr(outcome, "outcome", None) == "selected":
+                if outcome.option_id in ("allow_once", "allow_always"):
+                    return Answer(outcome.option_id)
+                return Answer("deny", reason="the user denied it when asked" + (f" ({note})" if note else ""))
+            return Answer("deny", by="cancelled", reason="the question was cancelled before anyone answered" + (f" ({note})" if note else ""))
+
+        return ask
+
+    async def _prompt(self, session: AcpSession, task: str, *, images: list[tuple[str, str]] | None = None,
+                      can_ask: bool = True, message_id: str | None = None) -> Any:
         import asyncio
 
         acp = self.acp
@@ -406,13 +533,19 @@ class KimiAcpAgent:
             request["runTimeoutSeconds"] = session.timeout
         if session.permission_mode:
             request["permissionMode"] = session.permission_mode
+        if images:
+            request["attachments"] = [{"name": f"image-{i + 1}", "content": data, "encoding": "base64", "mimeType": mime}
+                                      for i, (mime, data) in enumerate(images)]
         if self.spawner is not None:
             self._fresh_config()
         context = {"requesterAgentId": self.args.agent, "requesterSessionKey": session_key(session.session_id)}
         door = self.openclaw if session.openclaw_key else None
         if door is not None:  # who asked, the session's own choices (the OpenClaw door)
             request, context = door.setup_turn(session, request, task)
-        answer = await spawner.spawn(request, context)
+        from .live import Live
+
+        live = Live(ask=self._asker(session, message_id) if can_ask else None, allowed=session.allowed_calls)
+        answer = await spawner.spawn(request, context, live=live)
         if answer.get("status") != "accepted":
             extra = door.failure_data("error") if door else {}
             raise self._error(str(answer.get("error") or answer), code=answer.get("errorCode"), runId=answer.get("runId"), **extra)
@@ -422,7 +555,10 @@ class KimiAcpAgent:
         self.events.watch(run_id, queue)
         session.run_id = run_id
         maker = UpdateMaker(acp, context_window(spawner.config, answer.get("backend"), answer.get("model")), notes=session.notes)
-        sender = asyncio.create_task(self._send_updates(session.session_id, queue, maker))
+        # OpenClaw's extension routes each update to the turn that asked for it (a steer that
+        # runs as a turn of its own after the running one must not feed that one's stream)
+        tag = {OPENCLAW_META: {"requestId": message_id}} if session.openclaw_key and message_id else {}
+        sender = asyncio.create_task(self._send_updates(session.session_id, queue, maker, tag))
         finished = False
         try:
             if session.cancelled:
@@ -457,7 +593,7 @@ class KimiAcpAgent:
         usage = prompt_usage(acp, result.usage)
         return acp.PromptResponse(stop_reason="end_turn", usage=usage, field_meta=meta)
 
-    async def _send_updates(self, session_id: str, queue: Any, maker: UpdateMaker) -> None:
+    async def _send_updates(self, session_id: str, queue: Any, maker: UpdateMaker, tag: dict[str, Any] | None = None) -> None:
         broken = False
         while True:
             event = await queue.get()
@@ -472,7 +608,7 @@ class KimiAcpAgent:
                 continue
             try:
                 for update in updates:
-                    await self.conn.session_update(session_id=session_id, update=update)
+                    await self.conn.session_update(session_id=session_id, update=update, **(tag or {}))
             except Exception as exc:  # noqa: BLE001 - a gone client must not stop the run's bookkeeping
                 broken = True
                 log(f"session {session_id}: cannot send updates: {exc!r}")

@@ -62,6 +62,10 @@ class AcpSession:
     requester_model: str | None = None  # that session's /model choice when it asked (provider/model)
     requester_via: str | None = None  # how kimi-acp knows: "spawn" (the child's row), "acp-spawn", "binding"
     notes: list[str] = field(default_factory=list)  # said once, at the start of the next turn's stream
+    # Live turns (kimi_acp.live), in memory only: "allow for the session" answers (this tool with
+    # this exact input), and the running prompt's end, which a steer sent into it waits for.
+    allowed_calls: set[str] = field(default_factory=set)
+    turn_end: Any = None  # asyncio.Future: the running prompt's answer (or its exception)
 
     _SAVED = (
         ("claudeSessionId", "claude_session_id"), ("model", "model"), ("openclawKey", "openclaw_key"),

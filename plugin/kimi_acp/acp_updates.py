@@ -148,9 +148,19 @@ def prompt_usage(acp: Any, usage: dict[str, Any]) -> Any:
     )
 
 
+def prompt_images(blocks: list[Any]) -> list[tuple[str, str]]:
+    """The images of an ACP prompt, as ``(media type, base64 data)``: they reach Claude Code as
+    image blocks of the same user message (a URI-only image has no data to send: skipped)."""
+    out = []
+    for block in blocks:
+        if getattr(block, "type", None) == "image" and getattr(block, "data", None):
+            out.append((str(getattr(block, "mime_type", "") or ""), str(block.data)))
+    return out
+
+
 def prompt_text(blocks: list[Any]) -> str:
     """The task text of an ACP prompt: its text blocks, plus resource links and embedded text
-    resources written out (only text is advertised; images and audio are dropped)."""
+    resources written out (images go separately, :func:`prompt_images`; audio is dropped)."""
     parts: list[str] = []
     for block in blocks:
         kind = getattr(block, "type", None)

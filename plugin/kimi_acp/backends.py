@@ -76,6 +76,7 @@ class ModelInfo:
     cost: Cost | None = None  # None: no price known (the run's cost is not shown)
     efforts: tuple[str, ...] | None = None  # output_config.effort values it accepts; None: unknown
     max_context_window: int | None = None  # the largest window a plan may give it (k3: 1,048,576)
+    images: bool | None = None  # it takes image input (OpenClaw's model "input": ["text", "image"]); None: unknown
     legacy: bool = False  # accepted and sent as is, but no longer in the provider's lineup
     one_m_ref: bool = False  # this info was made for a ``<id>[1m]`` ref (see Backend.resolve_model)
 

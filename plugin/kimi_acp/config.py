@@ -249,7 +249,7 @@ def _cost(v: Any) -> Cost | None:
 def _model_infos(models: Any) -> tuple[ModelInfo, ...]:
     """A provider's ``models`` rows: ``contextWindow`` is the model's window (with
     ``contextTokens``, OpenClaw's cap on active input, when only that is given), ``maxTokens``
-    its output limit, ``cost`` its prices."""
+    its output limit, ``cost`` its prices, ``input`` whether it takes images (``["text", "image"]``)."""
     out = []
     if isinstance(models, list):
         for m in models:
@@ -264,6 +264,7 @@ def _model_infos(models: Any) -> tuple[ModelInfo, ...]:
                         context_tokens=cap if window and cap and cap < window else None,
                         max_tokens=_as_int(m.get("maxTokens")),
                         cost=_cost(m.get("cost")),
+                        images=("image" in m["input"]) if isinstance(m.get("input"), list) else None,
                     )
                 )
     return tuple(out)

@@ -66,10 +66,13 @@ def kimi_acp_harness_command(request: Any, backend: Any) -> Any:
 
     Stops at the first non-``None`` result. The built-in Claude Code harness answers last.
 
-    :param request: the :class:`kimi_acp.spawn.SpawnRequest`.
+    :param request: the :class:`kimi_acp.spawn.SpawnRequest` (``liveInput``: the caller talks to
+        the run while it works, so stdin should stay open; ``askPermissions``: someone can answer
+        Claude Code's permission questions; see :mod:`kimi_acp.live`).
     :param backend: the resolved :class:`kimi_acp.backends.Backend`.
     :return: a list of strings (the argv; the task is still written to its stdin, never put in
-        argv), or ``None`` to let the next plugin answer.
+        argv: as a stream-json user message when the argv has ``--input-format stream-json``, else
+        as plain text), or ``None`` to let the next plugin answer.
     """
 
 
@@ -82,6 +85,10 @@ def kimi_acp_run_event(run: Any, event: Any) -> None:
     (``{"type": "status", "status": "running", "pid": N}``), and when a stream line over the
     8 MB cut was dropped whole:
     ``{"type": "kimi-acp", "subtype": "line_cut", "bytes": N, "message": "<one sentence>"}``.
+    A live run (:mod:`kimi_acp.live`) adds ``{"type": "kimi-acp", "subtype": ...}`` with
+    ``permission_question`` (``tool``, ``input``, ``question``), ``permission_answer``
+    (``decision``, ``by``, ``reason``; a denial carries a ``message`` sentence) and
+    ``user_message`` (a steer's ``text``).
 
     :param run: the run's record (:class:`kimi_acp.store.RunRecord`).
     :param event: the parsed event (see :mod:`kimi_acp.harness.claude_code`), or one of the

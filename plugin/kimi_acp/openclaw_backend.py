@@ -424,6 +424,21 @@ class OpenClawBackend:
             }
         return out
 
+    def question_notice(self, session: AcpSession, question: Any) -> dict[str, Any] | None:
+        """For a spawned child (``sessions_spawn``): the words that take its permission question
+        to the session that spawned it. OpenClaw 2026.9.6 asks the question in the child's own
+        session (the turn's ``onElicitation`` registers it there), where the requester's chat
+        never shows it; this notice (a system event, with a wake) says what is asked and where
+        to answer. ``None`` for sessions the user talks to directly (``/acp spawn``, bindings)."""
+        if session.requester_via != "spawn" or not session.requester_session or session.requester_session == session.openclaw_key:
+            return None
+        choices = '"Allow once", "Allow this exact call for the session" or "Deny"'
+        text = (f"[kimi-acp] Claude Code in {session.openclaw_key} (spawned by this session) asks before a tool call: "
+                f"{question.text()}. It waits for an answer in that session (OpenClaw's question, 15 min; no answer is a "
+                f"denial): reply there with {choices}, or answer it in the Control UI or TUI of that session.")
+        return {"sessionKey": session.requester_session, "text": text, "childSessionKey": session.openclaw_key,
+                "toolCallId": question.tool_use_id}
+
     def failure_data(self, status: str) -> dict[str, Any]:
         """How a failed turn reads to OpenClaw: ACP_TURN_FAILED (OpenClaw keeps only its own
         codes; kimi-acp's travels as detailCode), retryable when a later try may work."""

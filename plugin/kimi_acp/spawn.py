@@ -112,6 +112,14 @@ def _retry_hint(retries: list[str]) -> str:
     return ""
 
 
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+"""The image types Claude Code sends on (the Anthropic Messages API's)."""
+
+IMAGES_HINT = (
+    "mark a model that takes images in openclaw.json: models.providers.<backend>.models[] entry with "
+    '"input": ["text", "image"] (Kimi Code\'s own models take them)'
+)
+
 ACCEPTED_NOTE = "initial ACP task queued in isolated session; kimi-acp reports the result back to the requester session"
 
 
@@ -153,6 +161,14 @@ class SpawnRequest(BaseModel):
         False, description="stop at Claude Code's first rate-limit or outage retry before any output (the caller can fail over) "
         "instead of its ~3 minutes of retries"
     )
+    # Set by the Spawner from spawn(live=...), for the harness hook; a caller's value is replaced.
+    liveInput: bool = Field(False, description="Claude Code keeps reading stdin while it runs (more user messages, answers)")
+    askPermissions: bool = Field(False, description="Claude Code asks its permission questions on stdout (someone can answer)")
+
+    def images(self) -> list[tuple[str, str]]:
+        """The image attachments, as ``(media type, base64 data)`` (OpenClaw: "ACP: images only")."""
+        return [(a.mimeType or "", a.content) for a in self.attachments
+                if a.encoding == "base64" and (a.mimeType or "").lower().startswith("image/")]
 
     @field_validator("task")
     @classmethod
@@ -179,6 +195,27 @@ class SpawnContext(BaseModel):
     requesterAgentId: str | None = None
     requesterSessionKey: str | None = None
     sessionModel: str | None = None  # OpenClaw's providerOverride/modelOverride for the requester session
+
+
+def _check_images(images: list[tuple[str, str]], route: Any) -> None:
+    """Images go only to a model that takes them (passthrough: Claude's own models all do)."""
+    bad = sorted({mime or "(none)" for mime, _ in images if mime.lower() not in IMAGE_TYPES})
+    if bad:
+        raise KimiAcpError(f"image type {', '.join(bad)} cannot be sent to Claude Code; send {', '.join(IMAGE_TYPES)}")
+    if route.backend.passthrough:
+        return
+    info = route.backend.model_info(route.model)
+    if info is None or info.images is not True:
+        said = "does not take images" if info is not None and info.images is False else "is not marked as taking images"
+        raise KimiAcpError(f"model '{route.model}' of backend '{route.name}' {said}, and this prompt has "
+                           f"{len(images)} image(s); fix: {IMAGES_HINT}, or send the prompt without them")
+
+
+def _reads_stream_json(argv: list[str]) -> bool:
+    """The harness command reads stream-json user messages on stdin (Claude Code's
+    ``--input-format stream-json``)."""
+    return any(a == "--input-format" and argv[i + 1 : i + 2] == ["stream-json"] for i, a in enumerate(argv)) \
+        or "--input-format=stream-json" in argv
 
 
 def error_answer(code: str, message: str, *, status: str = "error", run_id: str | None = None, child_key: str | None = None) -> dict[str, Any]:
@@ -251,6 +288,8 @@ class Spawner:
         self._unrecorded: set[str] = set()  # runs whose progress the store could not take (said once)
         self._unsaved: dict[str, dict[str, Any]] = {}  # finished runs the store could not take: tried again at exit
         self._holds: dict[str, Any] = {}  # run id -> release of its watch (see supervisor.Launch)
+        self._live: dict[str, Any] = {}  # run id -> its LiveRun (a run that takes input while it works)
+        self._live_record: dict[str, Any] = {}  # run id -> how its live events are recorded (set by _run)
         self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -400,12 +439,17 @@ class Spawner:
         context: SpawnContext | Mapping[str, Any] | None = None,
         *,
         prestarted: Any = None,
+        live: Any = None,
     ) -> dict[str, Any]:
         """Accept (or refuse) a spawn; returns at once, the run goes on in the background.
 
         ``prestarted`` (a :class:`kimi_acp.prestart.Prestarted`) is a harness process already
         started for this request; it is adopted when the prepared run matches it exactly
-        (same argv, env, cwd), and left to its owner (who kills it) otherwise."""
+        (same argv, env, cwd), and left to its owner (who kills it) otherwise.
+
+        ``live`` (a :class:`kimi_acp.live.Live`): the caller can talk to someone while the run
+        works. Claude Code then keeps reading stdin: :meth:`send` adds user messages to the run,
+        and its permission questions go to ``live.ask`` (see :mod:`.live`)."""
         if self._tg is None:
             raise RuntimeError("use the Spawner as `async with Spawner() as spawner:`")
         try:
@@ -418,7 +462,7 @@ class Spawner:
         if req.runtime != "acp":
             return {"status": "ignored", "reason": f"runtime '{req.runtime}' is OpenClaw's own; kimi-acp acts on runtime='acp' only"}
         try:
-            prepared = self.prepare(req, ctx, run_id=prestarted.run_id if prestarted is not None else None)
+            prepared = self.prepare(req, ctx, run_id=prestarted.run_id if prestarted is not None else None, live=live)
         except (sqlite3.Error, OSError, StateDirError) as exc:
             # The state dir cannot take the run (a full disk, a read-only or broken database):
             # an answer that says so, never an exception (the ACP door would say "Internal error").
@@ -433,6 +477,8 @@ class Spawner:
             spec.process, spec.slot_fd, spec.release = prestarted.adopt()
         req = prepared["request"]  # as rewritten by kimi_acp_before_spawn hooks
         self._events[rec.run_id] = anyio.Event()
+        if spec.keep_stdin:
+            self._live[rec.run_id] = self._live_run(rec, live, prepared["route"])
         self._tg.start_soon(self._run, rec, spec, req, prepared["route"])
         return {
             "status": "accepted",
@@ -447,8 +493,9 @@ class Spawner:
             "note": ACCEPTED_NOTE,
         }
 
-    def prepare(self, req: SpawnRequest, ctx: SpawnContext, *, run_id: str | None = None) -> dict[str, Any]:
-        """Hooks, routing, env and argv for one request; every failure is recorded in the store."""
+    def prepare(self, req: SpawnRequest, ctx: SpawnContext, *, run_id: str | None = None, live: Any = None) -> dict[str, Any]:
+        """Hooks, routing, env and argv for one request; every failure is recorded in the store.
+        ``live``: see :meth:`spawn`."""
         from .environment import build_child_env
         from .routing import check_agent, resolve
         from .store import RunRecord, current_owner
@@ -527,7 +574,11 @@ class Spawner:
             key = None if route.backend.passthrough else route.backend.resolve_key(self.environ)
             agent_rule = settings.agents.get(ctx.requesterAgentId or "")
             mode = req.permissionMode or (agent_rule.permissionMode if agent_rule else None)
-            routed = req.model_copy(update={"model": route.model, "permissionMode": mode})
+            images = req.images()
+            if images:
+                _check_images(images, route)
+            routed = req.model_copy(update={"model": route.model, "permissionMode": mode, "liveInput": live is not None,
+                                            "askPermissions": live is not None and getattr(live, "ask", None) is not None})
             plugin_env = self.pm.hook.kimi_acp_spawn_env(request=routed, backend=route.backend)
             child = build_child_env(self.environ, route.backend, key=key, model=route.model, request_env=req.env, plugin_env=plugin_env,
                                     secret_names=self.config.secret_names(), secret_values=self.config.secret_values(),
@@ -561,15 +612,24 @@ class Spawner:
         for name, value in child.env.items():  # the run's other secrets (a passthrough run's own key...)
             if is_secret_name(name):
                 redact.add(value)
+        from .harness.command import user_message
+
+        # The built-in harness reads stream-json (the task as a user message, images with it);
+        # a plugin's command without it gets the task as plain text, as before.
+        json_input = _reads_stream_json(argv)
+        if req.images() and not json_input:
+            return fail("spawn_failed", "this run has images, but its harness command does not read stream-json "
+                        "(--input-format stream-json), the only way Claude Code takes them")
         self.store.create_run(rec)
         spec = ProcessSpec(
             run_id=run_id,
             argv=list(argv),
             env=child.env,
-            stdin=req.task.encode("utf-8"),
+            stdin=user_message(req.task, req.images()) if json_input else req.task.encode("utf-8"),
             cwd=req.cwd,
             timeout=rec.run_timeout_seconds or None,
             backend=route.name,
+            keep_stdin=live is not None and json_input,
         )
         return {"record": rec, "spec": spec, "route": route, "request": req}
 
@@ -599,6 +659,7 @@ class Spawner:
                                 expected_model=route.model if rec.run_id in self._overridden else None,
                                 fail_fast=req.failFast)
         if self._closing:
+            self._end_live(rec.run_id)
             self._finish(rec, req, "cancelled", error="the spawner shut down before the run started", exit_code=None, state=state)
             return
         store = self.store
@@ -631,12 +692,26 @@ class Spawner:
             except OSError as exc:  # disk full, I/O error: the run goes on, its result is kept
                 transcript["error"] = _transcript_failed(store, rec.run_id, exc)
 
+        live = self._live.get(rec.run_id)
+
+        def record_live(event: dict[str, Any]) -> None:
+            """A live run's own event (a question, its answer, a steer): masked, in the
+            transcript, and to the run's watchers (a denial is said in the turn)."""
+            line = redact(json.dumps(event, ensure_ascii=False))
+            write_transcript(line)
+            hook.kimi_acp_run_event(run=rec, event=json.loads(line))
+
+        if live is not None:
+            self._live_record[rec.run_id] = record_live
+
         def on_line(line: str) -> str | None:
             # Masked at the source: the transcript, the run's events (the ACP and OpenClaw
             # streams, CLI progress, plugins), its result and its report all read this line.
             line = redact(line)
             write_transcript(line)
             event = state.feed(line)
+            if live is not None and event is not None:
+                live.on_event(event)
             if state.claude_code_version and rec.claude_code_version is None:
                 rec.claude_code_version = state.claude_code_version
                 self._record(rec.run_id, claude_code_version=rec.claude_code_version)
@@ -656,9 +731,12 @@ class Spawner:
             hook.kimi_acp_run_event(run=rec, event=event)
 
         try:
-            # hold: the run's watch stays until its result is recorded and delivered (see _release).
-            outcome = await self._supervisor.run(spec, on_line=on_line, on_started=on_started, on_line_cut=on_line_cut,
-                                                 hold=True)
+            try:
+                # hold: the run's watch stays until its result is recorded and delivered (see _release).
+                outcome = await self._supervisor.run(spec, on_line=on_line, on_started=on_started, on_line_cut=on_line_cut,
+                                                     hold=True)
+            finally:
+                self._end_live(rec.run_id)  # the process is gone: nobody waits for an answer or a message now
         except OSError as exc:
             if rec.started_at is None:  # the harness could not be started: this run fails, the spawner lives on
                 msg = f"cannot start the harness {spec.argv[0]!r}: {exc}"
@@ -842,6 +920,45 @@ class Spawner:
                 await event.wait()
                 return self._results[run_id]
             return await wait_in_store(self.store, run_id)
+
+    def send(self, run_id: str, text: str, images: list[tuple[str, str]] | None = None) -> bool:
+        """One more user message into a live run (:meth:`spawn` with ``live``) that still takes
+        input: Claude Code takes it into its running turn, or as the next turn of the same
+        process. ``False`` when the run does not take input (any more): the caller runs the
+        message as a new turn instead. Images follow the same rules as a spawn's."""
+        live = self._live.get(run_id)
+        if live is None or live.closed:
+            return False
+        if images:
+            _check_images(images, live.route)  # KimiAcpError: the run's model does not take them
+        from .harness.command import user_message
+
+        if not live.send(user_message(text, images or ())):
+            return False
+        live.record({"type": "kimi-acp", "subtype": "user_message", "text": redact(text), "images": len(images or ())})
+        return True
+
+    def _end_live(self, run_id: str) -> None:
+        live = self._live.pop(run_id, None)
+        self._live_record.pop(run_id, None)
+        if live is not None:
+            live.finish()
+
+    def _live_run(self, rec: Any, live: Any, route: Any) -> Any:
+        from .live import LiveRun
+
+        def record(event: dict[str, Any]) -> None:
+            target = self._live_record.get(rec.run_id)
+            if target is not None:
+                target(event)
+
+        run = LiveRun(rec.run_id, live,
+                      write=lambda data: self._supervisor.write_stdin(rec.run_id, data),
+                      close=lambda: self._supervisor.close_stdin(rec.run_id),
+                      start_task=self._tg.start_soon, record=record)
+        run.record = record  # type: ignore[attr-defined]
+        run.route = route  # type: ignore[attr-defined]
+        return run
 
     async def cancel(self, run_id: str) -> bool:
         """Cancel a queued or running run (its whole process group)."""

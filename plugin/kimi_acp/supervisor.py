@@ -11,7 +11,9 @@ gives back a :class:`ProcessOutcome`. Along the way it
   :mod:`~kimi_acp.reaper` (on Linux): a tiny parent that is the run's child subreaper and
   kills every descendant when the harness exits or the supervisor dies (even by SIGKILL);
 - writes the task to stdin in a task (a child that never reads cannot deadlock us)
-  and reads stdout and stderr concurrently, handing each stdout line to a callback;
+  and reads stdout and stderr concurrently, handing each stdout line to a callback; a run
+  started with ``keep_stdin`` takes more input while it runs (:meth:`Supervisor.write_stdin`,
+  in order) until :meth:`Supervisor.close_stdin`;
 - ends a run on its timeout, on :meth:`Supervisor.cancel`, when the line callback
   returns a stop reason, or when the caller's own scope is cancelled: SIGTERM to the
   process group, a shielded wait of ``grace`` seconds, SIGKILL to the group, reap;
@@ -91,7 +93,7 @@ class ProcessSpec:
     run_id: str
     argv: list[str]
     env: dict[str, str]
-    #: The task: written to stdin, then stdin is closed.
+    #: The task: written to stdin, then stdin is closed (unless ``keep_stdin``).
     stdin: bytes
     cwd: str | None = None
     #: Wall-clock limit in seconds, counted from the start of running (not queue time).
@@ -106,6 +108,9 @@ class ProcessSpec:
     slot_fd: int | None = field(default=None, repr=False, compare=False)
     #: The adopted process's release pipe (:class:`Launch`), if it was started with one.
     release: Release | None = field(default=None, repr=False, compare=False)
+    #: Keep stdin open after ``stdin``: more input comes with :meth:`Supervisor.write_stdin`
+    #: (a harness that reads while it works), until :meth:`Supervisor.close_stdin`.
+    keep_stdin: bool = False
 
 
 @dataclass
@@ -352,6 +357,8 @@ class _Run:
         "cancel_requested",
         "slot_fd",
         "release",
+        "stdin_send",
+        "stdin_receive",
     )
 
     def __init__(self, spec: ProcessSpec) -> None:
@@ -365,6 +372,11 @@ class _Run:
         self.cancel_requested = False
         self.slot_fd: int | None = None  # the cross-process slot (ProcessSlots), while held
         self.release: Release = Release()  # the run's release pipe (see Launch)
+        # More stdin, in order, for a run with keep_stdin (see Supervisor.write_stdin); written
+        # by the run's one stdin task, so a write never blocks the caller.
+        self.stdin_send, self.stdin_receive = anyio.create_memory_object_stream[bytes](math.inf)
+        if not spec.keep_stdin:
+            self.stdin_send.close()
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -478,6 +490,25 @@ class Supervisor:
             run.request_stop("cancelled")
         return True
 
+    def write_stdin(self, run_id: str, data: bytes) -> bool:
+        """Queue ``data`` for a run's stdin (a run with ``keep_stdin``, queued or running),
+        after everything queued before it. ``False`` when the run is unknown or its stdin is
+        closed (it never takes more input then)."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return False
+        try:
+            run.stdin_send.send_nowait(data)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return False
+        return True
+
+    def close_stdin(self, run_id: str) -> None:
+        """No more input for the run: its stdin is closed once what was queued is written."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            run.stdin_send.close()
+
     async def aclose(self) -> None:
         """Refuse new runs, cancel every queued and running run, and wait until each
         process group is killed and reaped."""
@@ -571,6 +602,8 @@ class Supervisor:
                     limiter.release_on_behalf_of(run.token)
         finally:
             del self._runs[spec.run_id]
+            run.stdin_send.close()
+            run.stdin_receive.close()
             if not self._runs and self._idle is not None:
                 self._idle.set()
                 self._idle = None
@@ -679,7 +712,7 @@ class Supervisor:
                 assert process.stdin is not None
                 assert process.stdout is not None
                 assert process.stderr is not None
-                tg.start_soon(self._feed_stdin, process.stdin, spec.stdin)
+                tg.start_soon(self._feed_stdin, process.stdin, spec.stdin, run.stdin_receive)
                 tg.start_soon(self._pump_stdout, process.stdout, run, on_line, io, on_line_cut)
                 tg.start_soon(self._pump_stderr, process.stderr, io)
                 tg.start_soon(self._watch_exit, process, run)
@@ -790,13 +823,18 @@ class Supervisor:
         run.wake.set()
 
     @staticmethod
-    async def _feed_stdin(stream: ByteSendStream, data: bytes) -> None:
+    async def _feed_stdin(stream: ByteSendStream, data: bytes, more: Any) -> None:
+        """The task, then (``keep_stdin``) each later write in order, then EOF."""
         try:
             if data:
                 await stream.send(data)
+            async for chunk in more:  # ends at once unless the run keeps stdin open
+                await stream.send(chunk)
             await stream.aclose()
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass  # the child closed stdin or exited without reading it all
+        finally:
+            more.close()
 
     async def _pump_stdout(
         self,

@@ -3,8 +3,14 @@
 // registered into a stand-in of openclaw/plugin-sdk/acp-runtime-backend (a map, as the SDK's).
 //   {"op": "start"}                                  -> {"pid"}  (service.start: the warm process)
 //   {"op": "ensure", "input": {...}}                 -> {"handle"}
-//   {"op": "turn", "handle", "text", "cancelAfterMs"?, "abortAfterMs"?, "mode"?} -> {"events", "result", "promptStarted"}
+//   {"op": "turn", "handle", "text", "cancelAfterMs"?, "abortAfterMs"?, "mode"?, "attachments"?, "elicit"?}
+//     -> {"events", "result", "promptStarted", "asked"}
 //     with "background": true -> {"turnId"} at once; {"op": "await", "turnId"} -> the outcome
+//     "elicit": the turn's onElicitation (OpenClaw's AcpRuntimeTurnInput.onElicitation) answers each
+//     question with the next of a list: {"action": "accept", "content": {...}}, {"action": "decline"},
+//     {"action": "cancel"}, {"wait": true} (never answers until the question is aborted), or
+//     {"throw": "message"}; without "elicit" the turn has no onElicitation. "asked" lists each
+//     question as OpenClaw's handler got it ({request, requestId, aborted}).
 //   {"op": "cancel", "handle"}                       -> runtime.cancel (as /acp cancel)
 //   {"op": "config", "handle", "key", "value"}       -> {} | {"error"}
 //   {"op": "status" | "close" | "fresh", ...}, {"op": "doctor"}, {"op": "caps"}
@@ -13,7 +19,8 @@
 //   {"op": "rows", "rows": {key: entry}}             -> {} (what getSessionEntry answers, as OpenClaw's session rows)
 //   {"op": "dispatch", "event", "ctx"}               -> the before_dispatch answer (an "/acp spawn" is noted)
 //   {"op": "mode", "handle", "mode"}                 -> setMode: {} | {"error"}
-//   {"op": "gateway"}                                -> {patches, events}: patchSessionEntry and enqueueSystemEvent calls
+//   {"op": "gateway"}                                -> {patches, events, wakes}: patchSessionEntry, enqueueSystemEvent
+//                                                       and requestHeartbeatNow calls
 //   {"op": "stop"}                                   -> service.stop, then exit
 import { createInterface } from "node:readline";
 
@@ -24,6 +31,7 @@ const logs = [];
 const rows = new Map(); // stand-in for OpenClaw's session rows
 const patches = [];
 const systemEvents = [];
+const wakes = [];
 const api = {
   registrationMode: "full",
   logger: { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`), error: (m) => logs.push(`ERROR ${m}`), debug() {} },
@@ -42,6 +50,7 @@ const api = {
     system: {
       enqueueSystemEvent: (text, opts) => (systemEvents.push({ text, ...opts }), true),
       requestHeartbeat: (opts) => systemEvents.push({ wake: true, ...opts }),
+      requestHeartbeatNow: (opts) => wakes.push(opts),
     },
   },
   hooks: [],
@@ -66,9 +75,30 @@ const rt = () => backends.get("kimi-acp").runtime;
 const send = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const background = new Map(); // turnId -> the turn's outcome (a {"background": true} turn answers at once)
 
+let requests = 0;
+
 async function runTurn(cmd) {
   const controller = new AbortController();
-  const turn = rt().startTurn({ handle: cmd.handle, text: cmd.text, mode: cmd.mode ?? "prompt", requestId: `req-${Date.now()}`, signal: controller.signal });
+  const asked = [];
+  const answers = Array.isArray(cmd.elicit) ? [...cmd.elicit] : [];
+  const onElicitation = async (request, context) => {
+    const entry = { request, requestId: context.requestId, aborted: false };
+    asked.push(entry);
+    const answer = answers.shift() ?? { action: "cancel" };
+    if (answer.throw) throw new Error(answer.throw);
+    if (answer.wait) {
+      await new Promise((resolve) => context.signal.addEventListener("abort", resolve, { once: true }));
+      entry.aborted = true;
+      return { action: "cancel", _meta: { message: "ACP input request is no longer active." } };
+    }
+    return answer;
+  };
+  requests += 1;
+  const turn = rt().startTurn({
+    handle: cmd.handle, text: cmd.text, mode: cmd.mode ?? "prompt", requestId: `req-${Date.now()}-${requests}`, signal: controller.signal,
+    ...(cmd.attachments ? { attachments: cmd.attachments } : {}),
+    ...(cmd.elicit ? { onElicitation } : {}),
+  });
   let promptStarted = false;
   turn.promptStarted.then(() => {
     promptStarted = true;
@@ -79,7 +109,7 @@ async function runTurn(cmd) {
   for await (const e of turn.events) events.push(e);
   const result = await turn.result;
   await new Promise((r) => setTimeout(r, 10)); // a started promise has settled by now
-  return { events, result, promptStarted };
+  return { events, result, promptStarted, asked };
 }
 
 for await (const line of createInterface({ input: process.stdin })) {
@@ -137,7 +167,7 @@ for await (const line of createInterface({ input: process.stdin })) {
         send({});
         break;
       case "gateway":
-        send({ patches, events: systemEvents });
+        send({ patches, events: systemEvents, wakes });
         break;
       case "status":
         send(await rt().getStatus({ handle: cmd.handle }));

@@ -9,6 +9,11 @@ stream-json`` in the ways the supervisor cares about. Behaviour is chosen by arg
   --mode garbage       non-JSON lines, empty lines, a final line without newline
   --mode non-utf8      invalid UTF-8 bytes on stdout and stderr, then the result
   --mode echo-stdin    read all of stdin, print its length and sha256, then the result
+  --mode stdin-lines   print each stdin line as it comes ({"type":"fake","line":...}), the result at EOF
+  --mode live          a stand-in for Claude Code's --input-format stream-json --replay-user-messages
+                       --permission-prompt-tool stdio: one turn per user message (echoed with
+                       isReplay); "ASK" in it -> a can_use_tool control_request, then the answer
+                       as text; "SLOW" -> 1 s before the result; "NOECHO" -> no echo; exit at EOF
   --mode big-output    print --mb MB of assistant lines, then the result
   --mode long-line     print one line of --mb MB, then the result
   --mode fatal-401     init, an api_retry 401 line, then sleep --seconds
@@ -96,6 +101,35 @@ def start_daemon() -> int:
     return pid
 
 
+def live() -> None:
+    """One turn per stream-json user message, as Claude Code's live print mode runs them."""
+    asked = 0
+    for raw in sys.stdin:
+        msg = json.loads(raw)
+        if msg.get("type") != "user":
+            continue
+        content = msg["message"]["content"]
+        text = content if isinstance(content, str) else " ".join(b.get("text", "") for b in content if b.get("type") == "text")
+        if "NOECHO" not in text:
+            emit({**msg, "session_id": SESSION, "isReplay": True})
+        if "ASK" in text:
+            asked += 1
+            rid = f"req-{asked}"
+            emit({"type": "control_request", "request_id": rid, "request": {
+                "subtype": "can_use_tool", "tool_name": "Bash", "input": {"command": "touch marker", "description": "make it"},
+                "description": "make it", "tool_use_id": f"toolu_fake_{asked}"}})
+            for answer in sys.stdin:
+                reply = json.loads(answer)
+                if reply.get("type") == "control_response" and reply["response"].get("request_id") == rid:
+                    decision = reply["response"].get("response") or {}
+                    assistant(f"answer: {decision.get('behavior')} {decision.get('message', '')}".strip())
+                    break
+        if "SLOW" in text:
+            time.sleep(1)
+        assistant(f"got: {text}")
+        result(f"got: {text}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--mode", default="ok")
@@ -108,6 +142,7 @@ def main() -> int:
     p.add_argument("--escaped-holds-stdout", action="store_true")
     p.add_argument("--stderr-kb", type=int, default=0)
     p.add_argument("--daemon", action="store_true")
+    p.add_argument("--input-format", default="text")  # Claude Code's flag: the live mode reads stream-json
     a = p.parse_args()
 
     if a.mode == "trap-term":
@@ -164,6 +199,14 @@ def main() -> int:
         init()
         emit({"type": "fake", "stdin_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
         result(f"read {len(data)} bytes")
+    elif mode == "stdin-lines":
+        init()
+        for raw in sys.stdin.buffer:
+            emit({"type": "fake", "line": raw.decode().rstrip("\n")})
+        result("stdin closed")
+    elif mode == "live":
+        init()
+        live()
     elif mode == "big-output":
         init()
         line = json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": "x" * 1000}]}})

@@ -71,6 +71,16 @@ def render(event: dict[str, Any]) -> list[str]:
                 more = f" (+{len(text) - 1} lines)" if len(text) > 1 else ""
                 out.append(f"  {mark} {head}{more}")
         return out
+    if kind == "kimi-acp":  # kimi-acp's own lines: a live turn's questions, answers and steers; cut lines
+        if sub == "permission_question":
+            return [f"? {event.get('question') or event.get('tool', '?')}"]
+        if sub == "permission_answer":
+            how = {"allow_once": "✓ allowed once", "allow_always": "✓ allowed for the session"}.get(str(event.get("decision")), "✗ denied")
+            why = f": {event['reason']}" if event.get("reason") else ""
+            return [f"  {how} (by {event.get('by', '?')}){why}"]
+        if sub == "user_message":
+            return [f"» steer: {cut(str(event.get('text', '')), 200)}"]
+        return [f"! {event['message']}"] if event.get("message") else []
     if kind == "result":
         usage = event.get("usage") or {}
         tokens = sum(int(usage.get(k) or 0) for k in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"))

@@ -1,4 +1,4 @@
-"""The built-in harness: Claude Code in print mode, stream-json out, the task on stdin.
+"""The built-in harness: Claude Code in print mode, stream-json in and out, the task on stdin.
 
 Registered by the :class:`~kimi_acp.spawn.Spawner` with the config's ``harness``
 settings; it answers ``kimi_acp_harness_command`` last, so a third-party plugin
@@ -50,6 +50,8 @@ class ClaudeCodeHarness:
             extra_args=self.settings.args,
             thinking=request.thinking,
             efforts=_efforts(request, backend),
+            live=getattr(request, "liveInput", False),
+            ask=getattr(request, "askPermissions", False),
         )
         return argv
 

@@ -21,7 +21,8 @@ model id                      context    max output  notes
 K3 thinks adaptively with effort low / high / max (see harness/command.py for how OpenClaw's
 thinking levels map onto them); K3 is priced $3 input, $0.30 cached input and $15 output per
 million tokens (the public catalogs, and OpenClaw's Kimi plugin); the other ids run on the
-plan's quota and have no per-token price unless ``openclaw.json`` gives one.
+plan's quota and have no per-token price unless ``openclaw.json`` gives one. The lineup takes images
+(text + image input, as OpenClaw's Kimi provider marks it); the legacy ids are not marked.
 
 Works with only ``KIMI_API_KEY`` set and no provider in ``openclaw.json``.
 """
@@ -42,12 +43,13 @@ K3_EFFORTS = ("low", "high", "max")
 K3_COST = Cost(input=3.0, output=15.0, cache_read=0.30, cache_write=0.0)
 
 LINEUP = (
-    ModelInfo(id="kimi-for-coding", name="Kimi Code", context_window=KIMI_CONTEXT, max_tokens=32_768),
-    ModelInfo(id="kimi-for-coding-highspeed", name="Kimi Code HighSpeed", context_window=KIMI_CONTEXT, max_tokens=32_768),
+    ModelInfo(id="kimi-for-coding", name="Kimi Code", context_window=KIMI_CONTEXT, max_tokens=32_768, images=True),
+    ModelInfo(id="kimi-for-coding-highspeed", name="Kimi Code HighSpeed", context_window=KIMI_CONTEXT, max_tokens=32_768,
+              images=True),
     ModelInfo(id="k3", name="Kimi K3", context_window=KIMI_CONTEXT, max_tokens=131_072, cost=K3_COST,
-              efforts=K3_EFFORTS, max_context_window=K3_MAX_CONTEXT),
+              efforts=K3_EFFORTS, max_context_window=K3_MAX_CONTEXT, images=True),
     ModelInfo(id="k3-256k", name="Kimi K3 (256k)", context_window=KIMI_CONTEXT, max_tokens=131_072, cost=K3_COST,
-              efforts=K3_EFFORTS),
+              efforts=K3_EFFORTS, images=True),
 )
 LEGACY = (
     ModelInfo(id="kimi-k2.5", name="Kimi K2.5", context_window=KIMI_CONTEXT, max_tokens=32_768, legacy=True),

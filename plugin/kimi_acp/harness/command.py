@@ -141,6 +141,27 @@ def effort_for(thinking: str | None, efforts: Sequence[str] | None = None) -> tu
     return (stronger[0] if stronger else accepted[-1]), {}
 
 
+def asks(mode: str) -> bool:
+    """Whether Claude Code would ask before some tool calls in this permission mode (``default``,
+    ``acceptEdits``, ``plan``); ``bypassPermissions`` allows and ``dontAsk`` refuses everything
+    without asking."""
+    try:
+        return claude_mode(mode) not in ("bypassPermissions", "dontAsk")
+    except ValueError:
+        return False
+
+
+def user_message(text: str, images: Sequence[tuple[str, str]] = ()) -> bytes:
+    """One stream-json user message (a line of Claude Code's ``--input-format stream-json``):
+    the text, then each image as ``(media type, base64 data)``."""
+    import json
+
+    content: list[dict[str, object]] = [{"type": "text", "text": text}]
+    content += [{"type": "image", "source": {"type": "base64", "media_type": mime, "data": data}} for mime, data in images]
+    line = {"type": "user", "message": {"role": "user", "content": content}, "parent_tool_use_id": None, "session_id": ""}
+    return (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def build_argv(
     claude: str,
     *,
@@ -152,6 +173,8 @@ def build_argv(
     extra_args: Sequence[str] = (),
     thinking: str | None = None,
     efforts: Sequence[str] | None = None,
+    live: bool = False,
+    ask: bool = False,
 ) -> tuple[list[str], dict[str, str]]:
     """The argv of one headless Claude Code run, and the extra env it needs.
 
@@ -159,14 +182,26 @@ def build_argv(
     ``high``, ``adaptive``, ``xhigh``, ``max``), mapped onto Claude Code's ``--effort`` by
     :func:`effort_for` with the model's accepted ``efforts``; unknown levels are ignored.
 
-    The task is not a parameter on purpose: it goes on stdin. ``resume`` continues an earlier
-    Claude session (same cwd only); otherwise ``session_id`` fixes the new session's id.
-    When both are given ``resume`` wins (the caller is continuing a conversation).
+    The task is not a parameter on purpose: it goes on stdin, as a stream-json user message
+    (:func:`user_message`; images travel the same way). ``live``: stdin stays open while the
+    run works (more user messages, answers to its questions), and Claude Code echoes each user
+    message when it takes it (``--replay-user-messages``), so the caller knows when every one
+    has had its turn. ``ask`` (with ``live``, in a mode that asks): Claude Code sends each
+    permission question on stdout (a ``can_use_tool`` control request) and waits for the answer
+    on stdin (``--permission-prompt-tool stdio``); without it a question is refused by the mode.
+
+    ``resume`` continues an earlier Claude session (same cwd only); otherwise ``session_id``
+    fixes the new session's id. When both are given ``resume`` wins (the caller is continuing a
+    conversation).
     """
     if isinstance(extra_args, str):
         raise TypeError("extra_args must be a sequence of arguments, not one string")
     perm, env = permission_args(permission, allow_root_bypass=allow_root_bypass)
-    argv = [claude, "-p", "--output-format", "stream-json", "--verbose", *perm]
+    argv = [claude, "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose", *perm]
+    if live:
+        argv.append("--replay-user-messages")
+        if ask and asks(permission):
+            argv += ["--permission-prompt-tool", "stdio"]
     if model:
         argv += ["--model", model]
     effort, effort_env = effort_for(thinking, efforts)

@@ -1,5 +1,7 @@
 // The wire to the warm kimi-acp process: JSON-RPC 2.0 over newline-delimited JSON on the
-// child's stdio (the Agent Client Protocol's stdio transport). No policy here.
+// child's stdio (the Agent Client Protocol's stdio transport). No policy here: the requests
+// kimi-acp sends the other way (session/request_permission) go to whoever registered for them
+// (runtime.js), and any other is refused as "method not found".
 //
 // KimiAcpProcess keeps one `kimi-acp acp` process per gateway: started on demand, restarted
 // with backoff when it dies (pending requests fail at once with a clear error), stopped by
@@ -32,10 +34,11 @@ export function errorText(err) {
 }
 
 class Connection {
-  constructor(child, { log, onNotification, onExit }) {
+  constructor(child, { log, onNotification, onRequest, onExit }) {
     this.child = child;
     this.log = log;
     this.onNotification = onNotification;
+    this.onRequest = onRequest; // (method) -> handler(params, {id}) | undefined
     this.nextId = 1;
     this.pending = new Map();
     this.exited = false;
@@ -105,8 +108,19 @@ class Connection {
     if (!msg || typeof msg !== "object") return;
     if (typeof msg.method === "string") {
       if ("id" in msg) {
-        // agent -> client requests (permissions, fs, terminal): kimi-acp sends none; refuse cleanly
-        this.#write({ jsonrpc: "2.0", id: msg.id, error: { code: -32601, message: `method not found: ${msg.method}` } });
+        // agent -> client requests: the registered handler answers (session/request_permission);
+        // anything else (fs, terminal) is refused cleanly
+        const handler = this.onRequest?.(msg.method);
+        if (!handler) {
+          this.#write({ jsonrpc: "2.0", id: msg.id, error: { code: -32601, message: `method not found: ${msg.method}` } });
+          return;
+        }
+        Promise.resolve()
+          .then(() => handler(msg.params ?? {}, { id: msg.id }))
+          .then(
+            (result) => this.#write({ jsonrpc: "2.0", id: msg.id, result: result ?? null }),
+            (err) => this.#write({ jsonrpc: "2.0", id: msg.id, error: { code: -32603, message: String(err?.message ?? err) } }),
+          );
       } else {
         this.onNotification?.(msg.method, msg.params ?? {});
       }
@@ -190,6 +204,7 @@ export class KimiAcpProcess {
     this.attempt = 0;
     this.restartTimer = null;
     this.listeners = new Set(); // notification listeners (method, params)
+    this.handlers = new Map(); // method -> handler(params, {id}) of requests from kimi-acp
     this.exitListeners = new Set(); // (conn) after an unexpected exit
   }
 
@@ -203,6 +218,11 @@ export class KimiAcpProcess {
 
   onExit(fn) {
     this.exitListeners.add(fn);
+  }
+
+  // Answers a request kimi-acp sends to the gateway (one handler per method).
+  onRequest(method, fn) {
+    this.handlers.set(method, fn);
   }
 
   start() {
@@ -244,6 +264,7 @@ export class KimiAcpProcess {
           }
         }
       },
+      onRequest: (method) => this.handlers.get(method),
       onExit: (c, code, signal, error) => this.#exited(c, code, signal, error),
     });
     this.conn = conn;

@@ -3,8 +3,10 @@
 // process as an ACP message; session updates come back as AcpRuntimeEvents. Routing, env,
 // limits and every other decision are made in Python (kimi_acp/openclaw_backend.py, the
 // OpenClaw door; the wire is kimi_acp/acp_stdio.py). What this file adds is what only the
-// gateway has: the session rows (who asked, their /model choice) read for Python, and the
-// session row's token counts and the requester's notices written for Python.
+// gateway has: the session rows (who asked, their /model choice) read for Python, the session
+// row's token counts and the requester's notices written for Python, and the turn's own way to
+// ask the user (OpenClaw's onElicitation), which answers Claude Code's permission questions
+// (ACP session/request_permission from kimi-acp; see askInChat).
 
 import { errorText } from "./acp-client.js";
 
@@ -143,15 +145,114 @@ async function requesterOf(api, input) {
   return out;
 }
 
+// Characters OpenClaw will not show in a question (controls, bidi and zero-width marks).
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060\u2066-\u2069\ufeff]+/g;
+
+function oneLine(value, max) {
+  const clean = String(value ?? "").replace(UNSAFE, " ").replace(/ {2,}/g, " ").trim();
+  return clean.length <= max ? clean : `${clean.slice(0, max - 1)}…`;
+}
+
+// ACP's session/request_permission as OpenClaw's elicitation form (what its chat can ask: one
+// choice field of 2-4 options, a message of at most 1024 characters without control characters).
+export function permissionForm(params) {
+  const choices = (Array.isArray(params?.options) ? params.options : [])
+    .filter((o) => str(o?.optionId) && str(o?.name))
+    .slice(0, 4)
+    .map((o) => ({ const: o.optionId, title: oneLine(o.name, 64) }));
+  const question = params?._meta?.[META]?.question ?? params?.toolCall?.title ?? "Claude Code asks for permission";
+  const form = {
+    mode: "form",
+    message: oneLine(`${question}. Allow it?`, 1000),
+    requestedSchema: {
+      type: "object",
+      properties: {
+        decision: {
+          type: "string",
+          title: "Permission",
+          // OpenClaw's question record (the Control UI, `question.list`) shows this, not the message
+          description: oneLine(`${question}. Allow once runs it now; for the session also allows this exact call later; Deny stops it.`, 500),
+          oneOf: choices,
+        },
+      },
+      required: ["decision"],
+    },
+    sessionId: oneLine(params?.sessionId, 128) || "kimi-acp",
+  };
+  if (str(params?.toolCall?.toolCallId)) form.toolCallId = oneLine(params.toolCall.toolCallId, 128);
+  return form;
+}
+
+// OpenClaw's answer as ACP's: accept -> the chosen option; decline -> the reject option; cancel,
+// nothing usable, or no answer -> cancelled. OpenClaw's reason travels in _meta.kimiAcp.message.
+export function permissionOutcome(params, answer) {
+  const options = Array.isArray(params?.options) ? params.options : [];
+  const said = typeof answer?._meta?.message === "string" ? answer._meta.message : undefined;
+  const meta = (message) => (message ? { _meta: { [META]: { message } } } : {});
+  if (answer?.action === "accept") {
+    const chosen = answer?.content?.decision;
+    if (options.some((o) => o?.optionId === chosen)) return { outcome: { outcome: "selected", optionId: chosen } };
+    return { outcome: { outcome: "cancelled" }, ...meta("the answer named none of the choices") };
+  }
+  if (answer?.action === "decline") {
+    const reject = options.find((o) => o?.kind === "reject_once") ?? options.find((o) => o?.kind === "reject_always");
+    if (reject) return { outcome: { outcome: "selected", optionId: reject.optionId }, ...meta(said ?? "declined in chat") };
+  }
+  return { outcome: { outcome: "cancelled" }, ...meta(said ?? "the question was cancelled in OpenClaw") };
+}
+
 export function createRuntime(proc, log, { api = () => undefined, managerStopping = async () => false } = {}) {
-  const turns = new Map(); // ACP session id -> { events, titles, started }
+  const turns = new Map(); // ACP session id -> the turn whose prompt runs (a steer into it does not replace it)
+  const byRequest = new Map(); // a turn's requestId -> the turn (kimi-acp tags each update with its prompt's)
   const bounds = new Map(); // ACP session id -> the longest a turn may take (ms), from kimi-acp
   // KIMI_ACP_TRACE=1: one log line per call OpenClaw makes, with a timestamp (for latency work)
   const trace = process.env.KIMI_ACP_TRACE === "1" ? (what) => log?.info?.(`kimi-acp trace ${Date.now()} ${what}`) : () => {};
 
+  const turnOf = (params) => {
+    const rid = params?._meta?.[META]?.requestId;
+    return (str(rid) && byRequest.get(rid)) || turns.get(params?.sessionId);
+  };
+
+  // kimi-acp's words for another session while a turn runs (a spawned child's question, for the
+  // session that spawned it): a system event there, and a wake so its agent sees it now.
+  function notify(params) {
+    const gw = api();
+    if (!str(params?.sessionKey) || !str(params?.text)) return;
+    const agentId = agentOf(params.sessionKey);
+    try {
+      gw?.runtime?.system?.enqueueSystemEvent?.(params.text, { sessionKey: params.sessionKey, agentId, contextKey: `kimi-acp:question:${params.toolCallId ?? ""}` });
+      gw?.runtime?.system?.requestHeartbeatNow?.({ sessionKey: params.sessionKey, agentId, reason: "kimi-acp:question", intent: "event" });
+    } catch (err) {
+      log?.warn?.(`kimi-acp: could not tell ${params.sessionKey}: ${err?.message ?? err}`);
+    }
+  }
+
+  // Claude Code asks before a tool call: the turn that owns the run asks in its chat, through
+  // OpenClaw's onElicitation (one question at a time, 15 min, OpenClaw's own rules); no handler,
+  // no turn, an error or no answer -> cancelled, which kimi-acp turns into a denial that says so.
+  async function askInChat(params, { id }) {
+    const turn = turnOf(params);
+    if (!turn?.onElicitation) {
+      return { outcome: { outcome: "cancelled" }, _meta: { [META]: { message: "this turn cannot ask anyone (OpenClaw gave it no way to)" } } };
+    }
+    trace(`elicitation ${params?.toolCall?.toolCallId}`);
+    try {
+      const answer = await turn.onElicitation(permissionForm(params), { requestId: id, signal: turn.asking.signal });
+      return permissionOutcome(params, answer);
+    } catch (err) {
+      log?.warn?.(`kimi-acp: a permission question could not be asked: ${err?.message ?? err}`);
+      return { outcome: { outcome: "cancelled" }, _meta: { [META]: { message: `OpenClaw could not ask: ${err?.message ?? err}` } } };
+    }
+  }
+  proc.onRequest?.("session/request_permission", askInChat);
+
   proc.onNotification((method, params) => {
+    if (method === "_kimi-acp/notice") {
+      notify(params);
+      return;
+    }
     if (method !== "session/update") return;
-    const turn = turns.get(params?.sessionId);
+    const turn = turnOf(params);
     if (!turn) return;
     turn.started(); // the first update of a turn: Kimi answered (nothing before this counts as started)
     const event = toEvent(params.update, turn.titles);
@@ -234,7 +335,15 @@ export function createRuntime(proc, log, { api = () => undefined, managerStoppin
       const died = new Promise((resolve) => {
         failNow = resolve;
       });
-      const turn = { events, titles: new Map(), started: () => resolveStarted(), fail: () => failNow() };
+      const asking = new AbortController(); // aborted when the turn ends: its questions stop
+      const turn = {
+        events,
+        titles: new Map(),
+        started: () => resolveStarted(),
+        fail: () => failNow(),
+        onElicitation: typeof input.onElicitation === "function" ? input.onElicitation : undefined,
+        asking,
+      };
       const cancel = async () => {
         await proc.notify("session/cancel", { sessionId }).catch(() => {});
       };
@@ -244,16 +353,24 @@ export function createRuntime(proc, log, { api = () => undefined, managerStoppin
       }
       const result = (async () => {
         const previous = turns.get(sessionId);
-        previous?.events.end();
-        turns.set(sessionId, turn);
+        // A steer while a turn runs goes into that turn (kimi-acp writes it into the same Claude
+        // Code process): the running turn keeps its stream, and this one gets its own updates only
+        // if kimi-acp runs it as a turn of its own after all (tagged with its requestId).
+        const steering = input.mode === "steer" && previous && !previous.events.ended;
+        if (!steering) {
+          previous?.events.end();
+          turns.set(sessionId, turn);
+        }
+        if (str(input.requestId)) byRequest.set(input.requestId, turn);
         try {
           const prompt = [{ type: "text", text: input.text ?? "" }];
           for (const a of Array.isArray(input.attachments) ? input.attachments : []) {
             if (str(a?.mediaType) && str(a?.data)) prompt.push({ type: "image", mimeType: a.mediaType, data: a.data });
           }
+          const meta = { mode: input.mode ?? "prompt", canAsk: Boolean(turn.onElicitation) };
           const answer = proc.request(
             "session/prompt",
-            { sessionId, prompt, messageId: input.requestId, _meta: { [META]: { mode: input.mode ?? "prompt" } } },
+            { sessionId, prompt, messageId: input.requestId, _meta: { [META]: meta } },
             { timeoutMs: bounds.get(sessionId) ?? DEFAULT_TURN_BOUND_MS },
           );
           const res = await Promise.race([
@@ -285,6 +402,8 @@ export function createRuntime(proc, log, { api = () => undefined, managerStoppin
           // promptStarted is NOT resolved here: a turn that failed before Kimi answered (a 429,
           // an outage) never started, so OpenClaw may move it to its acp.fallbacks.
           if (turns.get(sessionId) === turn) turns.delete(sessionId);
+          if (byRequest.get(input.requestId) === turn) byRequest.delete(input.requestId);
+          asking.abort();
           events.end();
         }
       })();

@@ -25,7 +25,10 @@ API retries, seen from its side), ``leak`` (a model that repeats the API key it 
 as one that ran ``env`` would: in a thinking block, in a Bash ``echo`` tool call, and in its
 final text; for the tests that check every channel masks it), ``progress-then-hang`` (some
 text and a Bash ``echo`` call, then the next request hangs: a run with output to cancel),
-``progress-then-429`` (the same, then 429s: a run that fails after it has shown output).
+``progress-then-429`` (the same, then 429s: a run that fails after it has shown output),
+``touch:<path>`` (a Bash ``touch <path>`` call, which Claude Code asks permission for in every
+mode but bypassPermissions; then the tool's result as text).
+A text reply says how many images the prompt's user message carried (``[images: N]``).
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ MODEL = "kimi-for-coding"
 
 AGENT_PREFIXES = ("claude-cli/", "claude-code/", "Kilo-Code/")
 
-SCENARIOS = ("text", "tool_use", "leak", "progress-then-hang", "progress-then-429", "error:<status>", "hang", "stall", "slow:<seconds>", "busy:<n>")
+SCENARIOS = ("text", "tool_use", "leak", "progress-then-hang", "progress-then-429", "error:<status>", "hang", "stall", "slow:<seconds>", "busy:<n>",
+             "touch:<path>")
 
 TOOL_NAME = "Bash"
 TOOL_INPUT = {"command": "echo stub-tool-ok", "description": "Print a marker"}
@@ -118,6 +122,8 @@ def parse_scenario(scenario: str) -> tuple[str, float | int | None]:
         if n < 1:
             raise ValueError(f"bad stub scenario {scenario!r}: n must be >= 1")
         return "busy", n
+    if kind == "touch" and arg:
+        return "touch", arg  # type: ignore[return-value]
     if kind == "slow" and arg:
         try:
             seconds = float(arg)
@@ -213,6 +219,7 @@ class Conversation:
                 b["text"]
                 for b in blocks
                 if b.get("type") == "text" and isinstance(b.get("text"), str) and not _is_reminder(b["text"])
+                and not b["text"].startswith("[Image: source:")  # Claude Code's note on where it kept an image
             ]
             if texts:
                 return i, texts[-1]
@@ -221,6 +228,13 @@ class Conversation:
     def prompt(self) -> str:
         """The user's prompt with markers removed, stripped."""
         return _MARKER.sub("", self._prompt_index()[1]).strip()
+
+    def images(self) -> int:
+        """How many image blocks the latest prompt's user message carries."""
+        at, _ = self._prompt_index()
+        if at < 0:
+            return 0
+        return sum(1 for b in _blocks(self.messages[at].get("content")) if b.get("type") == "image")
 
     def pending_tool_result(self) -> str | None:
         """The text of the latest tool_result when it came after the latest prompt, else None."""
@@ -486,7 +500,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         msg_id = self.stub._next_id("msg_stub_")
         input_tokens = _estimate_tokens(rec.raw_body)
-        if kind in ("tool_use", "leak", "progress-then-hang", "progress-then-429"):
+        if kind in ("tool_use", "leak", "progress-then-hang", "progress-then-429", "touch"):
             result = conv.pending_tool_result()
             if result is not None and kind == "progress-then-hang":
                 self.close_connection = True
@@ -498,6 +512,8 @@ class _Handler(BaseHTTPRequestHandler):
             if result is None:
                 blocks: list[dict[str, Any]] = []
                 tool_input = dict(TOOL_INPUT)
+                if kind == "touch":
+                    tool_input = {"command": f"touch {arg}", "description": "Create the marker file"}
                 if kind.startswith("progress-then-"):
                     blocks.append({"type": "text", "text": "Progress so far: the first step is done."})
                 if kind == "leak":
@@ -515,7 +531,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _text_reply(self, conv: Conversation) -> str:
         if self.stub.reply is not None:
             return self.stub.reply
-        return f"Hello from the Kimi stub. You said: {conv.prompt()[:60].strip()}"
+        images = conv.images()
+        return f"Hello from the Kimi stub. You said: {conv.prompt()[:60].strip()}" + (f" [images: {images}]" if images else "")
 
     def _reply(
         self, stream: bool, msg_id: str, input_tokens: int, blocks: list[dict[str, Any]], stop_reason: str,
