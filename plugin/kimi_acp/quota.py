@@ -224,9 +224,12 @@ def quota_windows(cfg: Any, backend: str = "kimi", *, environ: Mapping[str, str]
 
 
 def usages_payload(*, weekly_used: float = 12, five_hour_used: float = 40, limit: float = 100,
-                   now: float | None = None) -> dict[str, Any]:
+                   now: float | None = None, five_hour_reset: float | None = None,
+                   weekly_reset: float | None = None) -> dict[str, Any]:
     """An answer of ``/v1/usages`` in the shape above (the stub serves it): a weekly summary
-    and the rolling 5-hour window, numbers as strings the way Kimi sends them."""
+    and the rolling 5-hour window, numbers as strings the way Kimi sends them. The resets
+    default to 2 hours (5-hour window) and 3 days (week) from ``now``; ``five_hour_reset`` and
+    ``weekly_reset`` (epoch seconds) set them."""
     now = time.time() if now is None else now
 
     def iso(t: float) -> str:
@@ -235,7 +238,9 @@ def usages_payload(*, weekly_used: float = 12, five_hour_used: float = 40, limit
     def row(used: float, reset: float) -> dict[str, str]:
         return {"limit": _num(limit), "used": _num(used), "remaining": _num(max(0.0, limit - used)), "resetTime": iso(reset)}
 
+    weekly = now + 3 * 24 * 3600 if weekly_reset is None else weekly_reset
+    five = now + 2 * 3600 if five_hour_reset is None else five_hour_reset
     return {
-        "usage": row(weekly_used, now + 3 * 24 * 3600),
-        "limits": [{"window": {"duration": 300, "timeUnit": "TIME_UNIT_MINUTE"}, "detail": row(five_hour_used, now + 2 * 3600)}],
+        "usage": row(weekly_used, weekly),
+        "limits": [{"window": {"duration": 300, "timeUnit": "TIME_UNIT_MINUTE"}, "detail": row(five_hour_used, five)}],
     }
