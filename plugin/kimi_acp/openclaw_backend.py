@@ -208,7 +208,7 @@ class OpenClawBackend:
         home = (self.agent.spawner.environ if self.agent.spawner else os.environ).get("HOME") or os.path.expanduser("~")
         move_conversation(home, session.claude_session_id or "", session.cwd)
 
-    def ensure(self, cwd: str, meta: dict[str, Any]) -> Any:
+    def ensure(self, cwd: str, meta: dict[str, Any], *, mcp_servers: list[dict[str, Any]] | None = None) -> Any:
         """``ensureSession``: the session of an OpenClaw session key, made or found again.
 
         Idempotent: the ACP session id is derived from the key, so re-ensuring a session
@@ -251,6 +251,8 @@ class OpenClawBackend:
             if bad:
                 raise acp.RequestError.invalid_params({"message": f"env values must be strings (bad: {', '.join(map(str, bad))})"})
             session.env = dict(env)
+        if mcp_servers is not None:  # session/new's own (OpenClaw 2026.9.6 sends none); in memory only
+            session.mcp_servers = list(mcp_servers)
         self._learn_requester(session, key, meta, fresh)
         resume = meta.get("resumeSessionId")
         if isinstance(resume, str) and resume and resume not in (session.claude_session_id, sid):

@@ -153,6 +153,10 @@ class SpawnRequest(BaseModel):
         False, description="stop at Claude Code's first rate-limit or outage retry before any output (the caller can fail over) "
         "instead of its ~3 minutes of retries"
     )
+    mcpServers: list[dict[str, Any]] = Field(
+        default_factory=list, max_length=64,
+        description="MCP servers of the request (an ACP session's, ACP's shape), on top of the config's (see kimi_acp.mcp)",
+    )
 
     @field_validator("task")
     @classmethod
@@ -537,6 +541,19 @@ class Spawner:
                 raise KimiAcpError("no harness answered kimi_acp_harness_command")
             if req.cwd and not os.path.isdir(req.cwd):
                 return fail("cwd_resolution_failed", f"cwd '{req.cwd}' is not a directory")
+            servers = self._mcp_servers(req, ctx, target, route.backend)
+            if servers and self._runs_claude(argv):
+                # The run's MCP servers: --mcp-config <0600 file of this run> (see kimi_acp.mcp).
+                from .mcp import apply as apply_mcp
+                from .mcp import key_blanks
+                from .mcp import secret_values as mcp_secrets
+
+                for value in mcp_secrets(servers):
+                    redact.add(value)
+                try:
+                    argv = apply_mcp(argv, servers, self.store.state_dir, run_id, blank=key_blanks(child.env, key))
+                except OSError as exc:
+                    return fail("spawn_failed", f"cannot write the run's MCP config in {self.store.state_dir}: {exc}")
             if not route.backend.passthrough and self._runs_claude(argv):
                 # Claude Code's settings files must not redirect the run: see harness/override.py.
                 from .harness.override import apply_override
@@ -572,6 +589,15 @@ class Spawner:
             backend=route.name,
         )
         return {"record": rec, "spec": spec, "route": route, "request": req}
+
+    def _mcp_servers(self, req: SpawnRequest, ctx: SpawnContext, target: str, backend: Any) -> list[Any]:
+        """The run's MCP servers: the config's for who asked and the target, then the request's
+        (checked: :func:`kimi_acp.mcp.from_request` raises for a bad one)."""
+        from .mcp import configured, from_request, merged
+
+        mine = configured(self.config.settings, requester=ctx.requesterAgentId, target=target)
+        theirs = from_request(req.mcpServers, backend=backend) if req.mcpServers else []
+        return merged(mine, theirs)
 
     def _runs_claude(self, argv: list[str]) -> bool:
         """True when ``argv`` starts Claude Code: the built-in harness answered (it is the only
@@ -805,8 +831,10 @@ class Spawner:
             entries = []
             result = replace(result, error=f"{error}; {why}" if error else why)
         from .harness.override import remove_override
+        from .mcp import remove_config
 
         remove_override(self.store.state_dir, rec.run_id)  # the run's --settings file holds its key
+        remove_config(self.store.state_dir, rec.run_id)  # its --mcp-config file, its servers' secrets
         self._overridden.discard(rec.run_id)
         try:
             self.store.close_transcript(rec.run_id)
@@ -939,10 +967,12 @@ def recover_runs(store: Any, settings: Any = None) -> list[Any]:
             return []
 
     from .harness.override import remove_override
+    from .mcp import remove_config
 
     lost = store.recover(kill=lambda rec: kill_run_processes(rec.run_id, rec.pgid), outbox_for=outbox_for)
     for rec in lost:
         remove_override(store.state_dir, rec.run_id)
+        remove_config(store.state_dir, rec.run_id)
     return lost
 
 
