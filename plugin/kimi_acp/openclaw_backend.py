@@ -498,6 +498,7 @@ class OpenClawBackend:
             route = self._route(session)
             backend, rule = f"{route.name}" + (f"/{route.model}" if route.model else ""), route.reason
         except KimiAcpError as exc:
+            route = None
             backend, rule = "none", str(exc)
         state = "running" if session.busy else "idle"
         details: dict[str, Any] = {
@@ -516,6 +517,7 @@ class OpenClawBackend:
             "turns": len(session.history),
         }
         summary = f"kimi-acp: {state} on {backend}"
+        waiting = None
         if session.run_id:
             from .supervisor import process_tree
 
@@ -527,6 +529,20 @@ class OpenClawBackend:
                 details["pid"] = rec.pid
                 details["processes"] = process_tree(session.run_id, rec.pgid)
             summary += f", run {session.run_id}" + (f" (Claude Code pid {rec.pid})" if rec is not None and rec.pid else "")
+            if rec is not None and rec.status == "queued":  # why it has not started (quota, 429, a busy backend)
+                from .admission import waiting_reason
+
+                waiting = waiting_reason(spawner.store.state_dir, rec)
+                details["status"] = "queued"
+                details["waiting"] = waiting
+                summary = summary.replace(f"kimi-acp: {state} ", "kimi-acp: queued ", 1) + f"; waiting: {waiting}"
+        if waiting is None and route is not None and not session.run_id:
+            from .admission import hold_now
+
+            hold = hold_now(spawner.store.state_dir, route.name)
+            if hold is not None:  # the next turn would wait: say so before it is sent
+                details["backendHold"] = hold.describe()
+                summary += f"; the next turn waits: {hold.describe()}"
         out: dict[str, Any] = {"summary": summary, "backendSessionId": session.session_id,
                                "details": {k: v for k, v in details.items() if v is not None}}
         if session.claude_session_id:

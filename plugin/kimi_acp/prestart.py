@@ -152,6 +152,13 @@ def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_path: 
         return None
     from .sessions import state_dir
 
+    # Quota-aware admission (kimi_acp.admission): a backend known to be held takes the normal path
+    # (its run waits in the queue). Otherwise the supervisor's gate reads a stale quota while this
+    # Claude Code boots: it sends nothing before its task is written, which the gate decides.
+    from .admission import hold_now
+
+    if hold_now(state_dir(), route.name) is not None:
+        return None
     caps = cfg.backend_caps()
     slots = ProcessSlots(Path(state_dir()) / "slots", caps, settings.limits.backendMaxConcurrent)
     slot_fd = slots.try_acquire(route.name)

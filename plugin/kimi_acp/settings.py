@@ -190,6 +190,11 @@ class LimitSettings(_Strict):
     transcriptMaxMB: int | None = Field(
         None, ge=1, le=4096, description="A run's transcript stops (with a marker line) at this size in MB; default 64."
     )
+    quotaCheckSeconds: int = Field(
+        60, ge=0, le=3600,
+        description="How often, at most, kimi-acp reads a backend's plan quota (Kimi's <baseUrl>/v1/usages) so that spawns wait "
+        "while a window is used up instead of starting into 429s; 0: never read it (a 429's retry-after still pauses the backend).",
+    )
 
 
 class HarnessSettings(_Strict):

@@ -256,6 +256,7 @@ class Spawner:
         self._unsaved: dict[str, dict[str, Any]] = {}  # finished runs the store could not take: tried again at exit
         self._holds: dict[str, Any] = {}  # run id -> release of its watch (see supervisor.Launch)
         self._closing = False
+        self.admission: Any = None  # quota-aware admission (kimi_acp.admission), the supervisor's gate
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Spawner:
@@ -272,6 +273,7 @@ class Spawner:
                 raise
         limits = self.config.settings.limits
         caps = self.config.backend_caps()
+        self.admission = self._make_admission()
         self._supervisor = Supervisor(
             max_concurrent=limits.maxConcurrent,
             backend_caps=caps,
@@ -284,10 +286,14 @@ class Spawner:
             slots=ProcessSlots(Path(self.store.state_dir) / "slots", caps, limits.backendMaxConcurrent),
             # If this process dies, each run's reaper starts the deliverer (it knows first).
             orphan_command=self._deliverer_command(),
+            # A backend whose quota is used up, or that just answered 429, holds its queue.
+            gate=self.admission,
         )
         self._harness = ClaudeCodeHarness(self.config.settings.harness)
         if not self.pm.is_registered(self._harness):
             self.pm.register(self._harness, name=f"kimi_acp.claude_code.{id(self)}")
+        if not self.pm.is_registered(self.admission):  # its runs' 429s pause their backend
+            self.pm.register(self.admission, name=f"kimi_acp.admission.{id(self)}")
         if self._recover:
             try:
                 recover_runs(self.store, self.config.settings)
@@ -332,8 +338,23 @@ class Spawner:
                     await self._reporter.aclose()
             if self.pm.is_registered(self._harness):
                 self.pm.unregister(self._harness)
+            if self.admission is not None and self.pm.is_registered(self.admission):
+                self.pm.unregister(self.admission)
             if self._own_store:
                 self.store.close()
+
+    def _make_admission(self) -> Any:
+        """The supervisor's gate: the backends' quota (read from their own base URL only, at most
+        every ``limits.quotaCheckSeconds``) and 429 pauses, shared through the state dir."""
+        from .admission import Admission
+
+        def fetch(backend: str) -> list[Any]:
+            from .admission import FETCH_TIMEOUT
+            from .quota import quota_windows
+
+            return quota_windows(self.config, backend, environ=self.environ, timeout=FETCH_TIMEOUT)
+
+        return Admission(self.store.state_dir, fetch=fetch, ttl=lambda: self.config.settings.limits.quotaCheckSeconds)
 
     def _save_unsaved(self) -> None:
         """Try once more to record the runs whose result the store could not take."""
@@ -629,6 +650,17 @@ class Spawner:
             return
         store = self.store
         hook = self.pm.hook
+        if req.failFast and self.admission is not None:  # held: fail now, before any output (the caller fails over)
+            held = await self.admission.check(spec.backend)
+            if held is not None:
+                self._finish(rec, req, "rate_limited", error=f"{held.describe()}; not started (fail-fast: another backend can take it)",
+                             exit_code=None, state=state)
+                return
+
+        def on_hold(held: Any) -> None:
+            """The run waits for its backend (a used-up quota, a 429's retry-after): say why."""
+            event = {"type": "status", "status": "queued", "reason": held.describe() if held is not None else None}
+            hook.kimi_acp_run_event(run=rec, event=event)
 
         def on_started(pid: int, pgid: int) -> None:
             rec.status, rec.pid, rec.pgid, rec.started_at = "running", pid, pgid, time.time()
@@ -684,7 +716,7 @@ class Spawner:
         try:
             # hold: the run's watch stays until its result is recorded and delivered (see _release).
             outcome = await self._supervisor.run(spec, on_line=on_line, on_started=on_started, on_line_cut=on_line_cut,
-                                                 hold=True)
+                                                 hold=True, on_hold=on_hold)
         except OSError as exc:
             if rec.started_at is None:  # the harness could not be started: this run fails, the spawner lives on
                 msg = f"cannot start the harness {spec.argv[0]!r}: {exc}"
