@@ -34,7 +34,30 @@ def _log(message: dict) -> None:
             entry = {"pid": os.getpid(), "method": message.get("method"), "params": message.get("params")}
             if message.get("method") == "initialize":
                 entry["envNames"] = sorted(os.environ)  # names only: what Claude Code handed this server
+                entry["backendKey"] = os.environ.get("ANTHROPIC_API_KEY", "<unset>") != ""  # did it get the run's key?
+                entry["parent"] = _parent()
             f.write(json.dumps(entry) + "\n")
+
+
+def _parent() -> dict:
+    """What this server sees of the Claude Code that started it: whether its argv names an
+    ``--mcp-config`` file, that file's and its directory's modes, and whether a secret of ours
+    is in its argv (it must not be)."""
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return {}
+    out: dict = {"argvHasToken": bool(os.environ.get("DEMO_TOKEN")) and any(os.environ["DEMO_TOKEN"] in a for a in argv)}
+    if "--mcp-config" in argv:
+        path = argv[argv.index("--mcp-config") + 1]
+        out["mcpConfig"] = path
+        try:
+            out["mode"] = oct(os.stat(path).st_mode & 0o777)
+            out["dirMode"] = oct(os.stat(os.path.dirname(path)).st_mode & 0o777)
+        except OSError as exc:
+            out["error"] = str(exc)
+    return out
 
 
 TOOLS = [
