@@ -182,7 +182,7 @@ def waiting_reason(state_dir: Path | str, rec: Any, now: float | None = None) ->
     hold = hold_now(state_dir, rec.backend, now)
     if hold is not None:
         return hold.describe(now)
-    return f"waiting for a free slot on backend {rec.backend} (limits.perBackend / maxConcurrent)"
+    return f"waiting for its turn on backend {rec.backend} (its runs at once: limits.perBackend, maxConcurrent)"
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
