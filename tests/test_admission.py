@@ -186,6 +186,10 @@ def test_a_turn_waits_for_the_quota_with_its_reason_and_starts_when_it_resets(tm
             assert rec["status"] == "ok" and rec["started_at"] >= until, (rec["started_at"], until)
             assert 2 <= _usages(stub) <= 4  # read when held, again after the reset (at most a few times)
             assert "backendHold" not in d("status", handle=handle)["details"]
+            Admission(d.state).pause("kimi", 30)  # another run just got a 429: the next turn would wait
+            idle = d("status", handle=handle)
+            assert idle["details"]["backendHold"].startswith("Kimi rate limit: the API answered 429, trying again in")
+            assert "the next turn waits: Kimi rate limit" in idle["summary"]
         finally:
             d.close()
 

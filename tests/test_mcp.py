@@ -172,44 +172,24 @@ async def test_an_acp_session_server_is_started_listed_and_its_tool_called(tmp_p
     """ACP ``session/new`` ``mcpServers`` -> the real Claude Code starts the server (listed
     ``connected`` in its init event) and calls its tool; its env secret is masked everywhere;
     the --mcp-config file is 0600 in a 0700 dir while the run lives, and gone after."""
-    import acp
-    from acp.schema import ClientCapabilities, EnvVariable, Implementation, McpServerStdio
+    import subprocess
 
-    log = tmp_path / "mcp.log"
+    log, http_log = tmp_path / "mcp.log", tmp_path / "mcp-http.log"
+    token = HEADER_SECRET.removeprefix("Bearer ")  # the http stand-in answers 401 without it
+    remote = subprocess.Popen([sys.executable, MCP_SERVER, "--http", "--token", token], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              env={**os.environ, "DEMO_LOG": str(http_log)})
+    assert remote.stdout is not None
+    port = int(remote.stdout.readline())
     state, work, home = tmp_path / "state", tmp_path / "work", tmp_path / "home"
     work.mkdir()
     home.mkdir()
     updates: list[Any] = []
-
-    class Client:
-        def on_connect(self, conn: Any) -> None:
-            pass
-
-        async def session_update(self, session_id: str, update: Any, **kwargs: Any) -> None:
-            updates.append(update)
-
-    with StubServer(key=TEST_KEY) as stub:
-        config = tmp_path / "openclaw.json"
-        section = {"defaultBackend": "kimi", "backends": {"kimi": {"baseUrl": stub.base_url}}, "limits": {"graceSeconds": 2},
-                   "harness": {"allowRootBypass": True}}
-        config.write_text(json.dumps({"plugins": {"entries": {"kimi-acp": {"config": section}}}}))
-        env = {"HOME": str(home), "KIMI_ACP_STATE_DIR": str(state), "OPENCLAW_CONFIG_PATH": str(config), "KIMI_API_KEY": TEST_KEY,
-               "KIMI_ACP_CLAUDE": claude_bin, "KIMI_ACP_DISABLE_ENTRYPOINTS": "1"}
-        with open(tmp_path / "agent.stderr", "wb") as err:
-            async with acp.spawn_agent_process(Client(), KIMI_ACP, "acp", env=env, cwd=str(work), transport_kwargs={"stderr": err}) as (conn, _):
-                init = await conn.initialize(protocol_version=acp.PROTOCOL_VERSION, client_capabilities=ClientCapabilities(),
-                                             client_info=Implementation(name="kimi-acp-tests", version="0"))
-                assert init.agent_capabilities.mcp_capabilities.http and init.agent_capabilities.mcp_capabilities.sse
-                server = McpServerStdio(name="demo", command=sys.executable, args=[MCP_SERVER],
-                                        env=[EnvVariable(name="DEMO_TOKEN", value=SECRET), EnvVariable(name="DEMO_LOG", value=str(log))])
-                session = await conn.new_session(cwd=str(work), mcp_servers=[server])
-                await conn.set_session_mode(session_id=session.session_id, mode_id="bypassPermissions")  # the tool may run
-                answer = await conn.prompt(session_id=session.session_id,
-                                           prompt=[acp.text_block("[[stub:tool:mcp__demo__whoami]] who are you?")])
-                bad = McpServerStdio(name="x", command="s", args=[], env=[EnvVariable(name="NODE_OPTIONS", value="--require=/tmp/x.js")])
-                with pytest.raises(acp.RequestError) as refused:  # refused at session/new, not at the first prompt
-                    await conn.new_session(cwd=str(work), mcp_servers=[bad])
-                assert "NODE_OPTIONS" in json.dumps(refused.value.data), refused.value.data
+    try:
+        answer = await _serve_session(tmp_path, claude_bin, updates, log, port, state, work, home)
+    finally:
+        for f in (remote.stdin, remote.stdout):
+            f.close()  # type: ignore[union-attr]
+        remote.wait(10)
     assert answer.stop_reason == "end_turn"
     entries = _log(log)
     started = next(e for e in entries if e["method"] == "initialize")
@@ -227,10 +207,12 @@ async def test_an_acp_session_server_is_started_listed_and_its_tool_called(tmp_p
         (run,) = store.list_runs(include_finished=True)
         transcript = transcript_objects(store.transcript_path(run.run_id))
     (init_event,) = [e for e in transcript if e.get("type") == "system" and e.get("subtype") == "init"]
-    assert {"name": "demo", "status": "connected"}.items() <= init_event["mcp_servers"][0].items()
-    assert "mcp__demo__whoami" in init_event["tools"]
+    assert {s["name"]: s["status"] for s in init_event["mcp_servers"]} == {"demo": "connected", "remote": "connected", "events": "connected"}
+    assert {"mcp__demo__whoami", "mcp__remote__echo", "mcp__events__echo"} <= set(init_event["tools"])
+    assert [e["method"] for e in _log(http_log)].count("tools/list") == 2  # http and sse, with the header (else 401)
+    assert _leaks(state, token) == []
     assert not list((state / "mcp-config").glob("*")), "the run's --mcp-config file outlived it"
-    assert _leaks(state, SECRET) == [] and SECRET not in (tmp_path / "agent.stderr").read_text()
+    assert _leaks(state, SECRET) == [] and SECRET not in (tmp_path / "agent.stderr").read_text() and token not in (tmp_path / "agent.stderr").read_text()
 
 
 @pytest.mark.e2e
@@ -269,3 +251,44 @@ async def test_an_agents_server_reaches_that_agents_runs_only(clean_env: Path, c
     calls = [e for e in _log(log) if e["method"] == "tools/call"]
     assert len(calls) == 1 and len([e for e in _log(log) if e["method"] == "initialize"]) == 1  # one server, coder's run
     assert not list((state / "mcp-config").glob("*")) and _leaks(state, SECRET) == []
+
+
+async def _serve_session(tmp_path: Path, claude_bin: str, updates: list[Any], log: Path, port: int, state: Path, work: Path,
+                         home: Path) -> Any:
+    """One kimi-acp acp agent, one session with a stdio, an http and an sse server, one prompt."""
+    import acp
+    from acp.schema import ClientCapabilities, EnvVariable, HttpHeader, HttpMcpServer, Implementation, McpServerStdio, SseMcpServer
+
+    class Client:
+        def on_connect(self, conn: Any) -> None:
+            pass
+
+        async def session_update(self, session_id: str, update: Any, **kwargs: Any) -> None:
+            updates.append(update)
+
+    with StubServer(key=TEST_KEY) as stub:
+        config = tmp_path / "openclaw.json"
+        section = {"defaultBackend": "kimi", "backends": {"kimi": {"baseUrl": stub.base_url}}, "limits": {"graceSeconds": 2},
+                   "harness": {"allowRootBypass": True}}
+        config.write_text(json.dumps({"plugins": {"entries": {"kimi-acp": {"config": section}}}}))
+        env = {"HOME": str(home), "KIMI_ACP_STATE_DIR": str(state), "OPENCLAW_CONFIG_PATH": str(config), "KIMI_API_KEY": TEST_KEY,
+               "KIMI_ACP_CLAUDE": claude_bin, "KIMI_ACP_DISABLE_ENTRYPOINTS": "1"}
+        with open(tmp_path / "agent.stderr", "wb") as err:
+            async with acp.spawn_agent_process(Client(), KIMI_ACP, "acp", env=env, cwd=str(work), transport_kwargs={"stderr": err}) as (conn, _):
+                init = await conn.initialize(protocol_version=acp.PROTOCOL_VERSION, client_capabilities=ClientCapabilities(),
+                                             client_info=Implementation(name="kimi-acp-tests", version="0"))
+                assert init.agent_capabilities.mcp_capabilities.http and init.agent_capabilities.mcp_capabilities.sse
+                server = McpServerStdio(name="demo", command=sys.executable, args=[MCP_SERVER],
+                                        env=[EnvVariable(name="DEMO_TOKEN", value=SECRET), EnvVariable(name="DEMO_LOG", value=str(log))])
+                auth = [HttpHeader(name="Authorization", value=HEADER_SECRET)]
+                http = HttpMcpServer(type="http", name="remote", url=f"http://127.0.0.1:{port}/mcp", headers=auth)
+                sse = SseMcpServer(type="sse", name="events", url=f"http://127.0.0.1:{port}/sse", headers=auth)
+                session = await conn.new_session(cwd=str(work), mcp_servers=[server, http, sse])
+                await conn.set_session_mode(session_id=session.session_id, mode_id="bypassPermissions")  # the tool may run
+                answer = await conn.prompt(session_id=session.session_id,
+                                           prompt=[acp.text_block("[[stub:tool:mcp__demo__whoami]] who are you?")])
+                bad = McpServerStdio(name="x", command="s", args=[], env=[EnvVariable(name="NODE_OPTIONS", value="--require=/tmp/x.js")])
+                with pytest.raises(acp.RequestError) as refused:  # refused at session/new, not at the first prompt
+                    await conn.new_session(cwd=str(work), mcp_servers=[bad])
+                assert "NODE_OPTIONS" in json.dumps(refused.value.data), refused.value.data
+    return answer
