@@ -197,8 +197,9 @@ class Admission:
     plugin that pauses a backend when its runs see 429s.
 
     ``fetch(backend)`` reads the backend's quota windows (:func:`kimi_acp.quota.quota_windows`),
-    raising :class:`~.quota.QuotaUnavailableError` / :class:`~.quota.QuotaShapeError` (or
-    :class:`~.errors.KimiAcpError`: no key); it runs in a worker thread. ``ttl()`` is
+    raising :class:`~.quota.NoQuotaEndpointError` (never asked again), or another
+    :class:`~.errors.KimiAcpError` (no answer, no key, an unknown shape: cached like an answer);
+    it runs in a worker thread. ``ttl()`` is
     ``limits.quotaCheckSeconds`` now (the config may be reloaded)."""
 
     def __init__(self, state_dir: Path | str, *, fetch: Callable[[str], list[Any]] | None = None,
@@ -240,19 +241,16 @@ class Admission:
         import anyio
 
         from .errors import KimiAcpError
-        from .quota import QuotaUnavailableError
+        from .quota import NoQuotaEndpointError
 
         assert self._fetch is not None
         fetch = self._fetch
         self.reads += 1
         try:
             windows = await anyio.to_thread.run_sync(fetch, backend)
-        except QuotaUnavailableError as exc:
-            if "no quota endpoint" in str(exc) or "passthrough" in str(exc):
-                self._no_quota.add(backend)
-                return
-            _write(path, {"checkedAt": self._clock(), "windows": [], "error": str(exc)})
-        except KimiAcpError as exc:  # a shape it does not know, no key: admission goes on without it
+        except NoQuotaEndpointError:
+            self._no_quota.add(backend)  # nothing to read, now or later
+        except KimiAcpError as exc:  # no answer, refused, a shape it does not know, no key: admission goes on without it
             _write(path, {"checkedAt": self._clock(), "windows": [], "error": str(exc)})
         else:
             _write(path, {"checkedAt": self._clock(), "windows": [w.to_json() for w in windows], "error": None})

@@ -42,6 +42,11 @@ class QuotaUnavailableError(KimiAcpError):
     request failed, or it was refused."""
 
 
+class NoQuotaEndpointError(QuotaUnavailableError):
+    """Raised when a backend has no quota endpoint kimi-acp knows (passthrough, Anthropic, a
+    custom backend): there is nothing to read, now or later."""
+
+
 @dataclass(frozen=True)
 class QuotaWindow:
     """One quota window of a plan. ``minutes`` is its length (300: the rolling 5 hours;
@@ -193,7 +198,7 @@ def fetch_quota(backend: Any, key: str, *, timeout: float = 10.0, transport: Any
 
     url = quota_url(backend)
     if url is None:
-        raise QuotaUnavailableError(f"backend '{backend.name}' has no quota endpoint kimi-acp knows")
+        raise NoQuotaEndpointError(f"backend '{backend.name}' has no quota endpoint kimi-acp knows")
     headers = {"authorization": f"Bearer {key}", "accept": "application/json", "user-agent": backend.probe_user_agent}
     try:
         with httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), transport=transport) as client:
@@ -218,7 +223,9 @@ def quota_windows(cfg: Any, backend: str = "kimi", *, environ: Mapping[str, str]
     config's environment). Raises :class:`QuotaUnavailableError` or :class:`QuotaShapeError`."""
     b = cfg.backend(backend)
     if b.passthrough:
-        raise QuotaUnavailableError("passthrough has no quota kimi-acp can read")
+        raise NoQuotaEndpointError("passthrough has no quota kimi-acp can read")
+    if quota_url(b) is None:
+        raise NoQuotaEndpointError(f"backend '{b.name}' has no quota endpoint kimi-acp knows")
     key = b.resolve_key(cfg.environ if environ is None else environ)
     return fetch_quota(b, key, timeout=timeout, transport=transport)
 
