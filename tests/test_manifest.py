@@ -205,8 +205,8 @@ def test_ui_hints_name_real_fields(schema):
             else:
                 assert part in node.get("properties", {}), f"uiHints {dotted!r}: no field {part!r}"
                 node = node["properties"][part]
-                if "anyOf" in node:
-                    node = next(s for s in node["anyOf"] if s.get("type") != "null")
+            if "anyOf" in node:  # an optional field, or a map of optional entries (null removes one)
+                node = next(s for s in node["anyOf"] if s.get("type") != "null")
 
 
 def test_schema_accepts_a_good_section(schema):

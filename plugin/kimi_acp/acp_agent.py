@@ -55,7 +55,8 @@ def initialize_result() -> dict[str, Any]:
             # Images reach Claude Code as image blocks; a model not marked as taking them refuses
             # the prompt with the fix (this answer comes before the config is read: see docs).
             "promptCapabilities": {"image": True, "audio": False, "embeddedContext": False},
-            "mcpCapabilities": {"http": False, "sse": False},
+            # MCP servers of session/new reach Claude Code (--mcp-config): stdio, http and sse
+            "mcpCapabilities": {"http": True, "sse": True},
         },
         "agentInfo": {"name": AGENT_NAME, "title": "kimi-acp: Claude Code on Kimi", "version": __version__},
         "authMethods": [],
@@ -245,15 +246,32 @@ class KimiAcpAgent:
         import uuid
 
         await self._get_spawner()
+        servers = self._mcp_servers(mcp_servers)
         meta = kwargs.get(OPENCLAW_META)
         if isinstance(meta, dict):
-            return self.openclaw.ensure(cwd, meta)
+            return self.openclaw.ensure(cwd, meta, mcp_servers=servers)
         if not cwd or not os.path.isdir(cwd):
             raise self.acp.RequestError.invalid_params({"message": f"cwd {cwd!r} is not a directory; pass an existing absolute path"})
-        session = AcpSession(session_id=str(uuid.uuid4()), cwd=cwd)
+        session = AcpSession(session_id=str(uuid.uuid4()), cwd=cwd, mcp_servers=servers)
         self.sessions[session.session_id] = session
         self._save(session)
         return self.acp.NewSessionResponse(session_id=session.session_id, config_options=self._config_options(session), modes=self._modes(session))
+
+    def _mcp_servers(self, servers: Any) -> list[dict[str, Any]]:
+        """The client's ``mcpServers``, checked now (a bad one is refused at session/new, not at
+        the first prompt), in ACP's shape; their secrets join the redactor."""
+        from .errors import KimiAcpError
+        from .mcp import from_request, secret_values
+        from .redact import redact
+
+        items = [s.model_dump(by_alias=True, exclude_none=True) if hasattr(s, "model_dump") else s for s in servers or ()]
+        try:
+            checked = from_request(items)
+        except KimiAcpError as exc:
+            raise self.acp.RequestError.invalid_params({"message": str(exc)}) from None
+        for value in secret_values(checked):
+            redact.add(value)
+        return items
 
     # -- permission modes (OpenClaw's /acp set-mode and /acp permissions; an ACP client's mode picker)
 
@@ -332,6 +350,7 @@ class KimiAcpAgent:
     async def load_session(self, cwd: str, session_id: str, mcp_servers: Any = None, additional_directories: Any = None, **kwargs: Any) -> Any:
         await self._get_spawner()
         session = self._session(session_id)
+        session.mcp_servers = self._mcp_servers(mcp_servers)  # ACP: the client hands them over again
         if cwd and os.path.realpath(cwd) != os.path.realpath(session.cwd):
             # Claude Code resumes a conversation only from the cwd it started in.
             log(f"session {session_id}: keeping its cwd {session.cwd} (load asked for {cwd})")
@@ -529,6 +548,8 @@ class KimiAcpAgent:
             request["thinking"] = session.thinking
         if session.env:
             request["env"] = session.env
+        if session.mcp_servers:
+            request["mcpServers"] = session.mcp_servers
         if session.timeout:
             request["runTimeoutSeconds"] = session.timeout
         if session.permission_mode:

@@ -54,6 +54,10 @@ class AcpSession:
     mode: str | None = None  # "oneshot" | "persistent" (OpenClaw's ensureSession mode)
     thinking: str | None = None  # the spawn's thinking level (Claude Code --effort)
     env: dict[str, str] | None = None  # the spawn request's env: kept in memory only, never written
+    # The client's MCP servers (ACP session/new, session/load), checked, in ACP's shape. In memory
+    # only, never written: their env and headers are secrets, a server without them is broken,
+    # and ACP clients hand them over again with session/load (acpx does on every reconnect).
+    mcp_servers: list[dict[str, Any]] = field(default_factory=list)
     last_status: str | None = None  # the last run's status, for getStatus
     timeout: int | None = None  # seconds (OpenClaw's timeout config option)
     thinking_explicit: bool = False  # the spawn named a thinking level (OpenClaw's thinkingExplicit)

@@ -620,6 +620,11 @@ def load_config(
 
     for secret in cfg.secret_values():  # every printer, logger and the store mask them from now on
         redact.add(secret)
+    if settings.mcpServers or any(getattr(r, "mcpServers", None) for r in (*settings.agents.values(), *settings.targets.values())):
+        from .mcp import all_configured, secret_values
+
+        for secret in secret_values(all_configured(settings)):  # MCP servers' tokens, likewise
+            redact.add(secret)
     return cfg
 
 

@@ -111,3 +111,11 @@ class RequestEnvError(KimiAcpError):
 
     exit_code = 2
     code = "request_env"
+
+
+class McpServerError(KimiAcpError):
+    """Raised when an MCP server handed to a session or run (ACP ``session/new`` ``mcpServers``)
+    cannot be used: a bad shape, a missing command or URL, a duplicate name; names the server."""
+
+    exit_code = 2
+    code = "mcp_server"

@@ -82,7 +82,9 @@ def kimi_acp_run_event(run: Any, event: Any) -> None:
 
     Called for every event parsed from the harness's output (``system/init``, ``assistant``,
     ``user``, ``system/api_retry``, ``result``, ...), for status changes
-    (``{"type": "status", "status": "running", "pid": N}``), and when a stream line over the
+    (``{"type": "status", "status": "running", "pid": N}``; ``{"type": "status", "status":
+    "queued", "reason": "Kimi quota: 5-hour window resets in 42 min"}`` while the run waits for
+    its backend, and ``"reason": None`` when that wait ends), and when a stream line over the
     8 MB cut was dropped whole:
     ``{"type": "kimi-acp", "subtype": "line_cut", "bytes": N, "message": "<one sentence>"}``.
     A live run (:mod:`kimi_acp.live`) adds ``{"type": "kimi-acp", "subtype": ...}`` with

@@ -59,6 +59,13 @@ def ui_hints() -> dict[str, Any]:
         "backends.*.apiKeyEnv": {"label": "API key variable", "placeholder": "KIMI_API_KEY"},
         "backends.*.baseUrl": {"label": "Base URL", "placeholder": "https://api.kimi.com/coding"},
         "report.gateway.token": {"label": "Hooks token", "sensitive": True, "placeholder": "${OPENCLAW_HOOKS_TOKEN}"},
+        "mcpServers": {"label": "MCP servers", "help": "Name -> {command, args, env} (stdio) or {type: http|sse, url, headers}, for every run."},
+        "mcpServers.*.env.*": {"label": "Server environment value", "sensitive": True},
+        "mcpServers.*.headers.*": {"label": "Header value", "sensitive": True},
+        "agents.*.mcpServers.*.env.*": {"label": "Server environment value", "sensitive": True},
+        "agents.*.mcpServers.*.headers.*": {"label": "Header value", "sensitive": True},
+        "targets.*.mcpServers.*.env.*": {"label": "Server environment value", "sensitive": True},
+        "targets.*.mcpServers.*.headers.*": {"label": "Header value", "sensitive": True},
         "harness.allowRootBypass": {"label": "Allow bypassPermissions as root", "advanced": True},
         "limits": {"label": "Limits", "advanced": True},
     }

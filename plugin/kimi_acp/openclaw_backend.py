@@ -208,7 +208,7 @@ class OpenClawBackend:
         home = (self.agent.spawner.environ if self.agent.spawner else os.environ).get("HOME") or os.path.expanduser("~")
         move_conversation(home, session.claude_session_id or "", session.cwd)
 
-    def ensure(self, cwd: str, meta: dict[str, Any]) -> Any:
+    def ensure(self, cwd: str, meta: dict[str, Any], *, mcp_servers: list[dict[str, Any]] | None = None) -> Any:
         """``ensureSession``: the session of an OpenClaw session key, made or found again.
 
         Idempotent: the ACP session id is derived from the key, so re-ensuring a session
@@ -251,6 +251,8 @@ class OpenClawBackend:
             if bad:
                 raise acp.RequestError.invalid_params({"message": f"env values must be strings (bad: {', '.join(map(str, bad))})"})
             session.env = dict(env)
+        if mcp_servers is not None:  # session/new's own (OpenClaw 2026.9.6 sends none); in memory only
+            session.mcp_servers = list(mcp_servers)
         self._learn_requester(session, key, meta, fresh)
         resume = meta.get("resumeSessionId")
         if isinstance(resume, str) and resume and resume not in (session.claude_session_id, sid):
@@ -511,6 +513,7 @@ class OpenClawBackend:
             route = self._route(session)
             backend, rule = f"{route.name}" + (f"/{route.model}" if route.model else ""), route.reason
         except KimiAcpError as exc:
+            route = None
             backend, rule = "none", str(exc)
         state = "running" if session.busy else "idle"
         details: dict[str, Any] = {
@@ -529,6 +532,7 @@ class OpenClawBackend:
             "turns": len(session.history),
         }
         summary = f"kimi-acp: {state} on {backend}"
+        waiting = None
         if session.run_id:
             from .supervisor import process_tree
 
@@ -543,6 +547,20 @@ class OpenClawBackend:
                 claude_pid = next((p["pid"] for p in tree if p["command"].startswith("claude")), None)
                 details["pid"] = claude_pid or rec.pid
             summary += f", run {session.run_id}" + (f" (Claude Code pid {claude_pid})" if claude_pid else "")
+            if rec is not None and rec.status == "queued":  # why it has not started (quota, 429, a busy backend)
+                from .admission import waiting_reason
+
+                waiting = waiting_reason(spawner.store.state_dir, rec)
+                details["status"] = "queued"
+                details["waiting"] = waiting
+                summary = summary.replace(f"kimi-acp: {state} ", "kimi-acp: queued ", 1) + f"; waiting: {waiting}"
+        if waiting is None and route is not None and not session.run_id:
+            from .admission import hold_now
+
+            hold = hold_now(spawner.store.state_dir, route.name)
+            if hold is not None:  # the next turn would wait: say so before it is sent
+                details["backendHold"] = hold.describe()
+                summary += f"; the next turn waits: {hold.describe()}"
         out: dict[str, Any] = {"summary": summary, "backendSessionId": session.session_id,
                                "details": {k: v for k, v in details.items() if v is not None}}
         if session.claude_session_id:

@@ -73,9 +73,11 @@ class Prestarted:
 
 def _forget_override(run_id: str) -> None:
     from .harness.override import remove_override
+    from .mcp import remove_config
     from .sessions import state_dir
 
     remove_override(state_dir(), run_id)
+    remove_config(state_dir(), run_id)
 
 
 def prestart(request: dict[str, Any], context: dict[str, Any], *, config_path: str | None, pm: Any) -> Prestarted | None:
@@ -150,12 +152,29 @@ def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_path: 
         return None
     from .sessions import state_dir
 
+    # Quota-aware admission (kimi_acp.admission): a backend known to be held takes the normal path
+    # (its run waits in the queue). Otherwise the supervisor's gate reads a stale quota while this
+    # Claude Code boots: it sends nothing before its task is written, which the gate decides.
+    from .admission import hold_now
+
+    if hold_now(state_dir(), route.name) is not None:
+        return None
     caps = cfg.backend_caps()
     slots = ProcessSlots(Path(state_dir()) / "slots", caps, settings.limits.backendMaxConcurrent)
     slot_fd = slots.try_acquire(route.name)
     if slot_fd is None:  # the backend is busy in another process: queue the normal way
         return None
     run_id = str(uuid.uuid4())
+    from .mcp import apply as apply_mcp
+    from .mcp import configured, key_blanks
+
+    servers = list(configured(settings, requester=agent, target=target).values())
+    if servers:  # the same --mcp-config file as the Spawner's (kimi_acp.mcp)
+        try:
+            argv = apply_mcp(argv, servers, state_dir(), run_id, blank=key_blanks(child.env, key))
+        except BaseException:
+            slots.release(slot_fd)
+            raise
     if not route.backend.passthrough:  # the same --settings override as the Spawner's (harness/override.py)
         from .harness.override import apply_override
 
@@ -163,6 +182,7 @@ def _prestart(request: dict[str, Any], context: dict[str, Any], *, config_path: 
             argv = apply_override(argv, child.env, child.set, state_dir(), run_id)
         except BaseException:
             slots.release(slot_fd)
+            _forget_override(run_id)
             raise
     launch = None
     try:

@@ -140,6 +140,13 @@ class Progress:
     @hookimpl
     def kimi_acp_run_event(self, run: Any, event: Any) -> None:
         kind, sub = _get(event, "type"), _get(event, "subtype")
+        if kind == "status" and _get(event, "status") == "queued":
+            reason = _get(event, "reason")
+            if reason:  # waits for its backend (a used-up quota, a 429's retry-after)
+                self.begin()
+                self.now = f"queued: {reason}"
+                self._say(f"run {run.run_id} waits: {reason}")
+            return
         if kind == "status":
             self.begin()
             self._say(f"run {run.run_id} started on {run.backend}" + (f" ({run.model})" if run.model else "") + f": {run.reason}")

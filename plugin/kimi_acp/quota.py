@@ -42,6 +42,11 @@ class QuotaUnavailableError(KimiAcpError):
     request failed, or it was refused."""
 
 
+class NoQuotaEndpointError(QuotaUnavailableError):
+    """Raised when a backend has no quota endpoint kimi-acp knows (passthrough, Anthropic, a
+    custom backend): there is nothing to read, now or later."""
+
+
 @dataclass(frozen=True)
 class QuotaWindow:
     """One quota window of a plan. ``minutes`` is its length (300: the rolling 5 hours;
@@ -193,7 +198,7 @@ def fetch_quota(backend: Any, key: str, *, timeout: float = 10.0, transport: Any
 
     url = quota_url(backend)
     if url is None:
-        raise QuotaUnavailableError(f"backend '{backend.name}' has no quota endpoint kimi-acp knows")
+        raise NoQuotaEndpointError(f"backend '{backend.name}' has no quota endpoint kimi-acp knows")
     headers = {"authorization": f"Bearer {key}", "accept": "application/json", "user-agent": backend.probe_user_agent}
     try:
         with httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), transport=transport) as client:
@@ -218,15 +223,20 @@ def quota_windows(cfg: Any, backend: str = "kimi", *, environ: Mapping[str, str]
     config's environment). Raises :class:`QuotaUnavailableError` or :class:`QuotaShapeError`."""
     b = cfg.backend(backend)
     if b.passthrough:
-        raise QuotaUnavailableError("passthrough has no quota kimi-acp can read")
+        raise NoQuotaEndpointError("passthrough has no quota kimi-acp can read")
+    if quota_url(b) is None:
+        raise NoQuotaEndpointError(f"backend '{b.name}' has no quota endpoint kimi-acp knows")
     key = b.resolve_key(cfg.environ if environ is None else environ)
     return fetch_quota(b, key, timeout=timeout, transport=transport)
 
 
 def usages_payload(*, weekly_used: float = 12, five_hour_used: float = 40, limit: float = 100,
-                   now: float | None = None) -> dict[str, Any]:
+                   now: float | None = None, five_hour_reset: float | None = None,
+                   weekly_reset: float | None = None) -> dict[str, Any]:
     """An answer of ``/v1/usages`` in the shape above (the stub serves it): a weekly summary
-    and the rolling 5-hour window, numbers as strings the way Kimi sends them."""
+    and the rolling 5-hour window, numbers as strings the way Kimi sends them. The resets
+    default to 2 hours (5-hour window) and 3 days (week) from ``now``; ``five_hour_reset`` and
+    ``weekly_reset`` (epoch seconds) set them."""
     now = time.time() if now is None else now
 
     def iso(t: float) -> str:
@@ -235,7 +245,9 @@ def usages_payload(*, weekly_used: float = 12, five_hour_used: float = 40, limit
     def row(used: float, reset: float) -> dict[str, str]:
         return {"limit": _num(limit), "used": _num(used), "remaining": _num(max(0.0, limit - used)), "resetTime": iso(reset)}
 
+    weekly = now + 3 * 24 * 3600 if weekly_reset is None else weekly_reset
+    five = now + 2 * 3600 if five_hour_reset is None else five_hour_reset
     return {
-        "usage": row(weekly_used, now + 3 * 24 * 3600),
-        "limits": [{"window": {"duration": 300, "timeUnit": "TIME_UNIT_MINUTE"}, "detail": row(five_hour_used, now + 2 * 3600)}],
+        "usage": row(weekly_used, weekly),
+        "limits": [{"window": {"duration": 300, "timeUnit": "TIME_UNIT_MINUTE"}, "detail": row(five_hour_used, five)}],
     }

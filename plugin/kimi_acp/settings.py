@@ -44,6 +44,81 @@ def _passable(names: list[str]) -> list[str]:
     return names
 
 
+_MCP_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+ToolName = Annotated[str, Field(pattern=r"^(\*|[A-Za-z0-9_-]{1,128})$")]
+
+
+def _names(v: dict[str, object], pattern: str, what: str) -> dict[str, object]:
+    """Map keys that are valid names (the schema keeps plain string keys; checked here)."""
+    import re
+
+    bad = [k for k in v if not re.match(pattern, k)]
+    if bad:
+        raise ValueError(f"{', '.join(repr(b) for b in bad)}: not {what}")
+    return v
+
+
+def _mcp_names(v: dict[str, object]) -> dict[str, object]:
+    return _names(v, _MCP_NAME, "an MCP server name (letters, digits, '_' and '-', at most 64; it becomes mcp__<name>__<tool>)")
+
+
+class McpServerSettings(_Strict):
+    """An MCP server for Claude Code: one it starts (``stdio``) or connects to (``http``, ``sse``).
+
+    It reaches each run through ``--mcp-config`` (a 0600 file, removed when the run ends); its
+    ``env`` and ``headers`` values are secrets: never in argv or logs, masked in every display."""
+
+    type: Literal["stdio", "http", "sse"] | None = Field(
+        None, description="stdio (Claude Code starts command), http (streamable HTTP) or sse; default: stdio with command, http with url."
+    )
+    command: str | None = Field(None, description="stdio: the program to start (a path or a command on PATH).")
+    args: list[str] = Field(default_factory=list, description="stdio: its arguments, each passed unchanged.")
+    env: dict[str, SecretStr] = Field(
+        default_factory=dict, description='stdio: extra environment for the server (values are secret; "${VAR}" reads kimi-acp\'s own).'
+    )
+    url: str | None = Field(None, description="http/sse: the server's URL (https://, or http:// on loopback).")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description='http/sse: request headers, e.g. Authorization: "Bearer ${DOCS_TOKEN}" (values are secret).'
+    )
+    alwaysAllow: list[ToolName] = Field(
+        default_factory=list,
+        description='Tools of this server Claude Code may call without asking (its --allowedTools mcp__<server>__<tool>); "*" for all. '
+        "Others follow the run's permission mode.",
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        return _names(v, _ENV_NAME, "a variable name")  # type: ignore[return-value]
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        return _names(v, _HEADER_NAME, "an HTTP header name")  # type: ignore[return-value]
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSettings:
+        kind = self.type or ("http" if self.url is not None and self.command is None else "stdio")
+        if kind == "stdio":
+            if not self.command or not self.command.strip():
+                raise ValueError("a stdio MCP server needs command (the program Claude Code starts); "
+                                 "for a server at a URL set url (and type: http or sse)")
+            if self.url is not None or self.headers:
+                raise ValueError("url and headers are for http/sse servers; a stdio server has command, args and env")
+        else:
+            if self.command is not None or self.args or self.env:
+                raise ValueError(f"command, args and env are for stdio servers; an {kind} server has url and headers")
+            from .mcp import url_problem
+
+            problem = url_problem(self.url, headers=bool(self.headers))
+            if problem:
+                raise ValueError(problem)
+        self.type = kind
+        return self
+
+
 class BackendSettings(_Strict):
     """A backend defined (or overridden field by field) in our section."""
 
@@ -81,11 +156,21 @@ class RouteSettings(_Strict):
         "unset: harness.permissionMode. A session's /acp set-mode wins."
     )
     passEnv: list[EnvName] = Field(default_factory=list, description=PASS_ENV_HELP + " For this agent's runs.")
+    mcpServers: dict[str, McpServerSettings | None] = Field(
+        default_factory=dict,
+        description="MCP servers for this agent's runs, by name, on top of the section's mcpServers (the same name replaces "
+        "that one; null removes it for this agent).",
+    )
 
     @field_validator("passEnv")
     @classmethod
     def _pass_env(cls, v: list[str]) -> list[str]:
         return _passable(v)
+
+    @field_validator("mcpServers")
+    @classmethod
+    def _mcp(cls, v: dict[str, McpServerSettings | None]) -> dict[str, McpServerSettings | None]:
+        return _mcp_names(v)  # type: ignore[return-value]
 
     @model_validator(mode="after")
     def _model_needs_backend(self) -> RouteSettings:
@@ -104,6 +189,11 @@ class LimitSettings(_Strict):
     graceSeconds: float = Field(5.0, ge=0, le=120, description="Wait between SIGTERM and SIGKILL.")
     transcriptMaxMB: int | None = Field(
         None, ge=1, le=4096, description="A run's transcript stops (with a marker line) at this size in MB; default 64."
+    )
+    quotaCheckSeconds: int = Field(
+        60, ge=0, le=3600,
+        description="How often, at most, kimi-acp reads a backend's plan quota (Kimi's <baseUrl>/v1/usages) so that spawns wait "
+        "while a window is used up instead of starting into 429s; 0: never read it (a 429's retry-after still pauses the backend).",
     )
 
 
@@ -184,6 +274,11 @@ class KimiAcpSettings(_Strict):
     )
     backends: dict[str, BackendSettings] = Field(default_factory=dict, description="Extra or overriding backends.")
     passEnv: list[EnvName] = Field(default_factory=list, description=PASS_ENV_HELP + " For every run.")
+    mcpServers: dict[str, McpServerSettings] = Field(
+        default_factory=dict,
+        description="MCP servers for every run, by name (like acpx's mcpServers); agents.<id>.mcpServers and "
+        "targets.<id>.mcpServers add to them per agent.",
+    )
     limits: LimitSettings = Field(default_factory=LimitSettings)
     harness: HarnessSettings = Field(default_factory=HarnessSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
@@ -193,6 +288,11 @@ class KimiAcpSettings(_Strict):
     @classmethod
     def _pass_env(cls, v: list[str]) -> list[str]:
         return _passable(v)
+
+    @field_validator("mcpServers")
+    @classmethod
+    def _mcp(cls, v: dict[str, McpServerSettings]) -> dict[str, McpServerSettings]:
+        return _mcp_names(v)  # type: ignore[return-value]
 
     @field_validator("backends")
     @classmethod

@@ -169,6 +169,10 @@ class SpawnRequest(BaseModel):
         """The image attachments, as ``(media type, base64 data)`` (OpenClaw: "ACP: images only")."""
         return [(a.mimeType or "", a.content) for a in self.attachments
                 if a.encoding == "base64" and (a.mimeType or "").lower().startswith("image/")]
+    mcpServers: list[dict[str, Any]] = Field(
+        default_factory=list, max_length=64,
+        description="MCP servers of the request (an ACP session's, ACP's shape), on top of the config's (see kimi_acp.mcp)",
+    )
 
     @field_validator("task")
     @classmethod
@@ -291,6 +295,7 @@ class Spawner:
         self._live: dict[str, Any] = {}  # run id -> its LiveRun (a run that takes input while it works)
         self._live_record: dict[str, Any] = {}  # run id -> how its live events are recorded (set by _run)
         self._closing = False
+        self.admission: Any = None  # quota-aware admission (kimi_acp.admission), the supervisor's gate
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Spawner:
@@ -307,6 +312,7 @@ class Spawner:
                 raise
         limits = self.config.settings.limits
         caps = self.config.backend_caps()
+        self.admission = self._make_admission()
         self._supervisor = Supervisor(
             max_concurrent=limits.maxConcurrent,
             backend_caps=caps,
@@ -319,10 +325,14 @@ class Spawner:
             slots=ProcessSlots(Path(self.store.state_dir) / "slots", caps, limits.backendMaxConcurrent),
             # If this process dies, each run's reaper starts the deliverer (it knows first).
             orphan_command=self._deliverer_command(),
+            # A backend whose quota is used up, or that just answered 429, holds its queue.
+            gate=self.admission,
         )
         self._harness = ClaudeCodeHarness(self.config.settings.harness)
         if not self.pm.is_registered(self._harness):
             self.pm.register(self._harness, name=f"kimi_acp.claude_code.{id(self)}")
+        if not self.pm.is_registered(self.admission):  # its runs' 429s pause their backend
+            self.pm.register(self.admission, name=f"kimi_acp.admission.{id(self)}")
         if self._recover:
             try:
                 recover_runs(self.store, self.config.settings)
@@ -367,8 +377,23 @@ class Spawner:
                     await self._reporter.aclose()
             if self.pm.is_registered(self._harness):
                 self.pm.unregister(self._harness)
+            if self.admission is not None and self.pm.is_registered(self.admission):
+                self.pm.unregister(self.admission)
             if self._own_store:
                 self.store.close()
+
+    def _make_admission(self) -> Any:
+        """The supervisor's gate: the backends' quota (read from their own base URL only, at most
+        every ``limits.quotaCheckSeconds``) and 429 pauses, shared through the state dir."""
+        from .admission import Admission
+
+        def fetch(backend: str) -> list[Any]:
+            from .admission import FETCH_TIMEOUT
+            from .quota import quota_windows
+
+            return quota_windows(self.config, backend, environ=self.environ, timeout=FETCH_TIMEOUT)
+
+        return Admission(self.store.state_dir, fetch=fetch, ttl=lambda: self.config.settings.limits.quotaCheckSeconds)
 
     def _save_unsaved(self) -> None:
         """Try once more to record the runs whose result the store could not take."""
@@ -588,6 +613,19 @@ class Spawner:
                 raise KimiAcpError("no harness answered kimi_acp_harness_command")
             if req.cwd and not os.path.isdir(req.cwd):
                 return fail("cwd_resolution_failed", f"cwd '{req.cwd}' is not a directory")
+            servers = self._mcp_servers(req, ctx, target, route.backend)
+            if servers and self._runs_claude(argv):
+                # The run's MCP servers: --mcp-config <0600 file of this run> (see kimi_acp.mcp).
+                from .mcp import apply as apply_mcp
+                from .mcp import key_blanks
+                from .mcp import secret_values as mcp_secrets
+
+                for value in mcp_secrets(servers):
+                    redact.add(value)
+                try:
+                    argv = apply_mcp(argv, servers, self.store.state_dir, run_id, blank=key_blanks(child.env, key))
+                except OSError as exc:
+                    return fail("spawn_failed", f"cannot write the run's MCP config in {self.store.state_dir}: {exc}")
             if not route.backend.passthrough and self._runs_claude(argv):
                 # Claude Code's settings files must not redirect the run: see harness/override.py.
                 from .harness.override import apply_override
@@ -633,6 +671,15 @@ class Spawner:
         )
         return {"record": rec, "spec": spec, "route": route, "request": req}
 
+    def _mcp_servers(self, req: SpawnRequest, ctx: SpawnContext, target: str, backend: Any) -> list[Any]:
+        """The run's MCP servers: the config's for who asked and the target, then the request's
+        (checked: :func:`kimi_acp.mcp.from_request` raises for a bad one)."""
+        from .mcp import configured, from_request, merged
+
+        mine = configured(self.config.settings, requester=ctx.requesterAgentId, target=target)
+        theirs = from_request(req.mcpServers, backend=backend) if req.mcpServers else []
+        return merged(mine, theirs)
+
     def _runs_claude(self, argv: list[str]) -> bool:
         """True when ``argv`` starts Claude Code: the built-in harness answered (it is the only
         implementation), or a plugin's command runs a binary named ``claude``."""
@@ -664,6 +711,17 @@ class Spawner:
             return
         store = self.store
         hook = self.pm.hook
+        if req.failFast and self.admission is not None:  # held: fail now, before any output (the caller fails over)
+            held = await self.admission.check(spec.backend)
+            if held is not None:
+                self._finish(rec, req, "rate_limited", error=f"{held.describe()}; not started (fail-fast: another backend can take it)",
+                             exit_code=None, state=state)
+                return
+
+        def on_hold(held: Any) -> None:
+            """The run waits for its backend (a used-up quota, a 429's retry-after): say why."""
+            event = {"type": "status", "status": "queued", "reason": held.describe() if held is not None else None}
+            hook.kimi_acp_run_event(run=rec, event=event)
 
         def on_started(pid: int, pgid: int) -> None:
             rec.status, rec.pid, rec.pgid, rec.started_at = "running", pid, pgid, time.time()
@@ -734,7 +792,7 @@ class Spawner:
             try:
                 # hold: the run's watch stays until its result is recorded and delivered (see _release).
                 outcome = await self._supervisor.run(spec, on_line=on_line, on_started=on_started, on_line_cut=on_line_cut,
-                                                     hold=True)
+                                                     hold=True, on_hold=on_hold)
             finally:
                 self._end_live(rec.run_id)  # the process is gone: nobody waits for an answer or a message now
         except OSError as exc:
@@ -883,8 +941,10 @@ class Spawner:
             entries = []
             result = replace(result, error=f"{error}; {why}" if error else why)
         from .harness.override import remove_override
+        from .mcp import remove_config
 
         remove_override(self.store.state_dir, rec.run_id)  # the run's --settings file holds its key
+        remove_config(self.store.state_dir, rec.run_id)  # its --mcp-config file, its servers' secrets
         self._overridden.discard(rec.run_id)
         try:
             self.store.close_transcript(rec.run_id)
@@ -1056,10 +1116,12 @@ def recover_runs(store: Any, settings: Any = None) -> list[Any]:
             return []
 
     from .harness.override import remove_override
+    from .mcp import remove_config
 
     lost = store.recover(kill=lambda rec: kill_run_processes(rec.run_id, rec.pgid), outbox_for=outbox_for)
     for rec in lost:
         remove_override(store.state_dir, rec.run_id)
+        remove_config(store.state_dir, rec.run_id)
     return lost
 
 

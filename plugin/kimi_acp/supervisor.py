@@ -5,7 +5,10 @@ a complete environment and the task bytes for stdin (a :class:`ProcessSpec`), an
 gives back a :class:`ProcessOutcome`. Along the way it
 
 - queues runs FIFO behind two limits: a per-backend cap (taken first, so runs that
-  wait for a busy backend hold no global slot) and a global cap;
+  wait for a busy backend hold no global slot) and a global cap; with a ``gate``
+  (:class:`~kimi_acp.admission.Admission`), a run that holds its backend slot also waits
+  while its backend is held (a used-up quota, a 429's retry-after) before it takes a
+  global slot, so a held backend never blocks the others;
 - starts each run in its own session and process group (``start_new_session``, so
   ``pgid == pid``) with ``KIMI_ACP_RUN_ID=<run_id>`` added to its environment, under a
   :mod:`~kimi_acp.reaper` (on Linux): a tiny parent that is the run's child subreaper and
@@ -416,6 +419,7 @@ class Supervisor:
     run's end or the death of this process, whatever signal ends it. ``orphan_command``
     (``{"argv", "env", "lock"}``) is what each reaper starts if this process dies (the
     deliverer: it records the runs ``lost`` and reports them); nothing runs for it otherwise.
+    ``gate`` holds a backend's queued runs while it says so (see the module docstring).
     """
 
     def __init__(
@@ -431,6 +435,7 @@ class Supervisor:
         slots: ProcessSlots | None = None,
         reaper: bool | None = None,
         orphan_command: Mapping[str, Any] | None = None,
+        gate: Any = None,
     ) -> None:
         if max_concurrent < 1 or default_backend_cap < 1:
             raise ValueError("max_concurrent and default_backend_cap must be at least 1")
@@ -448,6 +453,8 @@ class Supervisor:
         self._slots = slots
         self._reaper = reaper_enabled() if reaper is None else reaper
         self._orphan = orphan_payload(orphan_command)
+        # Admission (kimi_acp.admission.Admission): async wait(backend, on_hold), held(backend).
+        self._gate = gate
         # Limiters are created lazily: they must be made inside the event loop.
         self._global: anyio.CapacityLimiter | None = None
         self._backends: dict[str, anyio.CapacityLimiter] = {}
@@ -538,6 +545,7 @@ class Supervisor:
         on_queued: Callable[[], Any] | None = None,
         on_line_cut: Callable[[int], Any] | None = None,
         hold: bool = False,
+        on_hold: Callable[[Any], Any] | None = None,
     ) -> ProcessOutcome:
         """Queue, run and reap one process; return how it ended.
 
@@ -550,7 +558,8 @@ class Supervisor:
         each stdout line (see :data:`LineCallback`); ``on_line_cut(size)`` instead of
         ``on_line`` for a line longer than ``max_line_bytes`` (``size``: its length in
         bytes; the line is dropped whole, and listed in :attr:`ProcessOutcome.lines_cut`).
-        Each may be async.
+        ``on_hold(hold)`` when the run starts waiting for the ``gate`` (or the hold changes),
+        ``on_hold(None)`` when that wait ends. Each may be async.
 
         If the caller's scope is cancelled, the process group is killed and reaped
         and the cancellation propagates. If a callback raises, the group is killed
@@ -571,7 +580,7 @@ class Supervisor:
         self._runs[spec.run_id] = run
         try:
             try:
-                limiters = await self._acquire(run, on_queued)
+                limiters = await self._acquire(run, on_queued, on_hold)
             except BaseException:
                 await self._discard(spec)
                 raise
@@ -631,33 +640,50 @@ class Supervisor:
         return limiter
 
     async def _acquire(
-        self, run: _Run, on_queued: Callable[[], Any] | None
+        self, run: _Run, on_queued: Callable[[], Any] | None, on_hold: Callable[[Any], Any] | None = None
     ) -> list[anyio.CapacityLimiter] | None:
-        """Take the backend slot, then the global slot, FIFO. ``None`` if cancelled
-        while waiting (nothing held then)."""
+        """Take the backend slot, then (once the gate lets the backend go) the global slot,
+        FIFO. ``None`` if cancelled while waiting (nothing held then)."""
         if self._global is None:
             self._global = anyio.CapacityLimiter(self._max_concurrent)
         held: list[anyio.CapacityLimiter] = []
         notified = False
+
+        async def queued() -> None:
+            nonlocal notified
+            if not notified and on_queued is not None:
+                notified = True
+                await _call(on_queued)
+
+        backend = run.spec.backend
         try:
             with run.queue_scope:
-                for limiter in (self._backend_limiter(run.spec.backend), self._global):
+                limiter = self._backend_limiter(backend)
+                try:
+                    limiter.acquire_on_behalf_of_nowait(run.token)
+                except anyio.WouldBlock:
+                    await queued()
+                    await limiter.acquire_on_behalf_of(run.token)
+                held.append(limiter)
+                if self._slots is not None and run.slot_fd is None:
+                    # Other kimi-acp processes on this state dir count against the backend too.
+                    run.slot_fd = self._slots.try_acquire(backend)
+                    if run.slot_fd is None:
+                        await queued()
+                        run.slot_fd = await self._slots.acquire(backend)
+                while True:
+                    if self._gate is not None:
+                        await self._gate.wait(backend, on_hold)
                     try:
-                        limiter.acquire_on_behalf_of_nowait(run.token)
+                        self._global.acquire_on_behalf_of_nowait(run.token)
                     except anyio.WouldBlock:
-                        if not notified and on_queued is not None:
-                            notified = True
-                            await _call(on_queued)
-                        await limiter.acquire_on_behalf_of(run.token)
-                    held.append(limiter)
-                    if limiter is not self._global and self._slots is not None and run.slot_fd is None:
-                        # Other kimi-acp processes on this state dir count against the backend too.
-                        run.slot_fd = self._slots.try_acquire(run.spec.backend)
-                        if run.slot_fd is None:
-                            if not notified and on_queued is not None:
-                                notified = True
-                                await _call(on_queued)
-                            run.slot_fd = await self._slots.acquire(run.spec.backend)
+                        await queued()
+                        await self._global.acquire_on_behalf_of(run.token)
+                    if self._gate is None or self._gate.held(backend) is None:
+                        held.append(self._global)
+                        break
+                    # held while it waited for the global slot (a 429 elsewhere): let others go
+                    self._global.release_on_behalf_of(run.token)
         except BaseException:
             self._release_slot(run)
             for limiter in reversed(held):

@@ -8,7 +8,8 @@ unless ``--offline`` a live probe (a tiny streaming ``POST {baseUrl}/v1/messages
 Claude Code sends it: Kimi refuses other user agents with 403) and the plan's quota windows
 (Kimi's ``/v1/usages``; a note, never a failure); Claude Code is found; OpenClaw's own Kimi and
 Moonshot plugins (a gateway that needs one it lacks looks it up at every start: what that costs
-offline, and the fix); the report path (gateway URL, hooks token, reachable); the state dir;
+offline, and the fix); backends whose spawns wait now (quota, 429); the configured MCP servers
+(values masked; a stdio server's command must exist); the report path (gateway URL, hooks token, reachable); the state dir;
 Claude Code settings files that set backend variables.
 
 Exit code: 2 bad config, 4 Claude Code not found, 3 missing key (the first of these that
@@ -326,6 +327,41 @@ def quota_checks(routes: list[tuple[str, Any]], keys: dict[str, str], *, timeout
     return out
 
 
+def mcp_checks(cfg: Any) -> list[Check]:
+    """Every MCP server the config names (values masked): a stdio server's command must be
+    there; an http/sse server is listed, not contacted."""
+    import shutil
+
+    from ..mcp import all_configured
+
+    out: list[Check] = []
+    for server in all_configured(cfg.settings):
+        if server.type == "stdio":
+            command = os.path.expanduser(server.command or "")
+            found = (os.path.isfile(command) and os.access(command, os.X_OK)) if os.sep in command else shutil.which(command)
+            if not found:
+                out.append(Check("mcp", False, f"{server.describe()}: {server.command!r} is not "
+                                 + ("an executable file" if os.sep in command else "a command on PATH"),
+                                 "install it, or fix its command (an absolute path works best: runs get Claude Code's PATH)"))
+                continue
+        out.append(Check("mcp", True, server.describe()))
+    return out
+
+
+def admission_checks(routes: list[tuple[str, Any]]) -> list[Check]:
+    """Backends whose spawns wait right now (a used-up quota, a 429's retry-after)."""
+    from ..admission import hold_now
+    from ..sessions import state_dir
+
+    out: list[Check] = []
+    for name in dict.fromkeys(route.name for _, route in routes):
+        hold = hold_now(state_dir(), name)
+        if hold is not None:
+            out.append(Check("queue", True, f"{name}: spawns wait: {hold.describe()}",
+                             "they start by themselves when it ends (kimi-acp ps shows them)", subject=name, warning=True))
+    return out
+
+
 EXIT_BY_CHECK = {"config": 2, "claude": 4, "key": 3}
 """The exit code when this check fails (the first such failure wins); any other failure is 1."""
 
@@ -397,7 +433,9 @@ def run(args: Any) -> int:
             checks.append(Check("probe", False, f"{name}: skipped: no key", skipped=True, subject=name))
     if not args.offline:
         checks.extend(quota_checks(routes, keys, timeout=min(args.timeout, 10.0)))
+    checks.extend(admission_checks(routes))
     if cfg is not None:
+        checks.extend(mcp_checks(cfg))
         checks.extend(plugin_checks(cfg, os.environ))
         checks.extend(report_checks(cfg, os.environ, offline=args.offline, timeout=min(args.timeout, 10.0)))
     checks.extend(state_checks())

@@ -39,6 +39,9 @@ def claude_settings(backend: Any, cwd: str | None) -> list[dict[str, Any]]:
 
 NO_KEY = "<not set>"
 
+MCP_NOTE = ("each run gets --mcp-config <state dir>/mcp-config/<run id>.json, 0600, removed when the run ends; "
+            "an ACP session's own servers come on top")
+
 
 def model_json(backend: Any, model: str | None) -> dict[str, Any] | None:
     """What kimi-acp knows of a route's model (``env --json``'s ``modelInfo``), or None."""
@@ -105,6 +108,9 @@ def run(args: Any) -> int:
         notes.append(f"the base URL {base} ends in /v1: Claude Code appends /v1/messages itself, so it would call "
                      f"{base}/v1/messages (a 404 on Kimi); set baseUrl to {base[:-3]}")
     layers = claude_settings(route.backend, getattr(args, "cwd", None))
+    from ..mcp import configured
+
+    servers = list(configured(cfg.settings, requester=getattr(args, "agent", None), target=target).values())
     override = None if route.backend.passthrough else OVERRIDE_NOTE
     described = None if route.backend.passthrough or not route.model else describe_model(route.backend, route.model)
     if args.json:
@@ -124,6 +130,7 @@ def run(args: Any) -> int:
                 "config": str(cfg.path) if cfg.exists else None,
                 "claudeSettings": layers,
                 "settingsOverride": override,
+                "mcpServers": [s.to_json(reveal=args.reveal) for s in servers],
                 **({"error": {"code": missing.code, "message": split_hint(str(missing))[0], "hint": missing.hint}} if missing else {}),
             }
         )
@@ -151,6 +158,9 @@ def run(args: Any) -> int:
         lines += [f"  {k}" for k in child.unset]
     if override:
         lines.append(f"claude settings override: {override}")
+    if servers:
+        lines.append(f"mcp servers ({MCP_NOTE}):")
+        lines += [f"  {s.describe(reveal=args.reveal)}" for s in servers]
     if layers:
         lines.append("claude settings files:")
         for layer in layers:

@@ -20,7 +20,7 @@ RUN_KEYS: tuple[str, ...] = (
     "runId", "childSessionKey", "status", "refused", "task", "label", "targetAgentId", "requesterAgentId",
     "requesterSessionKey", "backend", "model", "reason", "cwd", "createdAt", "startedAt", "endedAt", "durationMs",
     "pid", "exitCode", "result", "error", "usage", "costUsd", "costSource", "numTurns", "sessionId",
-    "claudeCodeVersion", "delivery",
+    "claudeCodeVersion", "delivery", "waiting",
 )
 """The keys of :func:`run_json`, in order (documented in the README)."""
 
@@ -65,8 +65,9 @@ def delivery_json(rec: Any, rows: list[dict[str, Any]] | None) -> dict[str, Any]
     return {"state": state, "attempts": attempts, "lastError": last if state != "delivered" else None}
 
 
-def run_json(rec: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The run, as every command shows it (see :data:`RUN_KEYS`)."""
+def run_json(rec: Any, rows: list[dict[str, Any]] | None = None, waiting: str | None = None) -> dict[str, Any]:
+    """The run, as every command shows it (see :data:`RUN_KEYS`). ``waiting``: why a queued run
+    has not started (:func:`waiting_for`)."""
     from ..redact import redact
 
     active = rec.status in ("queued", "running")
@@ -101,14 +102,26 @@ def run_json(rec: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, An
         "sessionId": rec.claude_session_id,
         "claudeCodeVersion": rec.claude_code_version,
         "delivery": delivery_json(rec, rows),
+        "waiting": waiting if rec.status == "queued" else None,
     }
     assert tuple(out) == RUN_KEYS
     return out
 
 
+def waiting_for(store: Any, rec: Any) -> str | None:
+    """Why a queued run has not started: its backend's quota or 429 pause (the state dir's
+    ``admission/`` files, see :mod:`kimi_acp.admission`), else a busy backend; ``None`` for a
+    run that is not queued. No network."""
+    if rec.status != "queued":
+        return None
+    from ..admission import waiting_reason
+
+    return waiting_reason(store.state_dir, rec)
+
+
 def load_run_json(store: Any, run_id: str) -> dict[str, Any]:
     rec = store.get_run(run_id)
-    return run_json(rec, deliveries(store, [run_id]).get(run_id))
+    return run_json(rec, deliveries(store, [run_id]).get(run_id), waiting_for(store, rec))
 
 
 def exit_for_run(rec_json: dict[str, Any]) -> int:

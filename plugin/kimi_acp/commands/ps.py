@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from .output import deliveries, dump, is_refused, load_run_json, run_json
+from .output import deliveries, dump, is_refused, load_run_json, run_json, waiting_for
 
 DELIVERY_SHOWN = {"none": "-", "waiting": "waiting", "pending": "pending", "delivered": "delivered"}
 
@@ -98,8 +98,9 @@ def run(args: Any) -> int:
                 print(r.run_id)
             return 0
         rows = deliveries(store, [r.run_id for r in runs])
+        waiting = {r.run_id: waiting_for(store, r) for r in runs if r.status == "queued"}
         if args.json:
-            dump([run_json(r, rows.get(r.run_id)) for r in runs])
+            dump([run_json(r, rows.get(r.run_id), waiting.get(r.run_id)) for r in runs])
             return 0
         if not runs:
             print("no runs match" if (args.status or args.agent) else "no active runs" + ("" if args.all else " (--all shows finished ones)"))
@@ -118,6 +119,8 @@ def run(args: Any) -> int:
             task = r.label or r.task or ""
             if status in ("refused", "error", "lost") and r.error:
                 task = f"{task} — {r.error}"
+            elif waiting.get(r.run_id):
+                task = f"{task} — waiting: {waiting[r.run_id]}"
             cost = f"{_cost(r):>8}  " if priced else ""
             print(f"{r.run_id[:8]}  {status:12} {cut(r.requester_agent_id or '-', 10):10} {cut(r.backend or '-', 11):11} "
                   f"{_age(now - (r.created_at or now)):>5}  {pid:>7}  {cost}{delivery:10} {cut(task, width)}")
@@ -168,6 +171,8 @@ def show(args: Any) -> int:
             lines.append(f"cost:       {_cost_line(out)}")
         if out["pid"]:
             lines.append(f"pid:        {out['pid']}")
+        if out["waiting"]:
+            lines.append(f"waiting:    {out['waiting']}")
         lines.append(f"delivery:   {_delivery_line(d, out)}")
         if out["error"]:
             lines.append(f"error:      {out['error']}")

@@ -20,15 +20,20 @@ It speaks the Anthropic Messages API the way Kimi does:
 
 Scenarios (server default, or ``[[stub:NAME]]`` in the latest user text of a request, which wins):
 ``text``, ``tool_use``, ``error:<status>``, ``hang``, ``stall``, ``slow:<seconds>``, ``busy:<n>``
-(429 with ``retry-after: 1`` for the next n requests that carry it, then ``text``: Claude Code's
-API retries, seen from its side), ``leak`` (a model that repeats the API key it was called with,
+(429 with ``retry-after: 1`` (``StubServer.retry_after``) for the next n requests that carry it,
+then ``text``: Claude Code's API retries, seen from its side), ``leak`` (a model that repeats the API key it was called with,
 as one that ran ``env`` would: in a thinking block, in a Bash ``echo`` tool call, and in its
 final text; for the tests that check every channel masks it), ``progress-then-hang`` (some
 text and a Bash ``echo`` call, then the next request hangs: a run with output to cancel),
 ``progress-then-429`` (the same, then 429s: a run that fails after it has shown output),
 ``touch:<path>`` (a Bash ``touch <path>`` call, which Claude Code asks permission for in every
 mode but bypassPermissions; then the tool's result as text).
+``tool:<name>`` (a call of the tool named, e.g. ``mcp__demo__echo`` of an MCP server, with
+``{"text": "stub-tool-ok"}``; then the tool's answer as text).
 A text reply says how many images the prompt's user message carried (``[images: N]``).
+
+``StubServer.usages`` sets the quota answer; :meth:`StubServer.exhaust_quota` makes a window
+used up until a time, after which it answers with room again (a window that resets).
 """
 
 from __future__ import annotations
@@ -55,10 +60,13 @@ MODEL = "kimi-for-coding"
 AGENT_PREFIXES = ("claude-cli/", "claude-code/", "Kilo-Code/")
 
 SCENARIOS = ("text", "tool_use", "leak", "progress-then-hang", "progress-then-429", "error:<status>", "hang", "stall", "slow:<seconds>", "busy:<n>",
-             "touch:<path>")
+             "touch:<path>", "tool:<name>")
 
 TOOL_NAME = "Bash"
 TOOL_INPUT = {"command": "echo stub-tool-ok", "description": "Print a marker"}
+NAMED_TOOL_INPUT = {"text": "stub-tool-ok"}
+"""The input of ``tool:<name>`` (an MCP tool with a ``text`` argument)."""
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 _MARKER = re.compile(r"\[\[stub:([^\]\s]+)\]\]")
 _SECRET_HEADERS = {"x-api-key", "authorization", "proxy-authorization"}
@@ -100,7 +108,7 @@ def error_for_status(status: int) -> dict[str, Any]:
     return error_body(etype, message)
 
 
-def parse_scenario(scenario: str) -> tuple[str, float | int | None]:
+def parse_scenario(scenario: str) -> tuple[str, float | int | str | None]:
     """Validate a scenario name; returns (kind, argument). Raises ValueError when unknown."""
     s = scenario.strip()
     if s in ("text", "tool_use", "leak", "progress-then-hang", "progress-then-429", "hang", "stall"):
@@ -124,6 +132,10 @@ def parse_scenario(scenario: str) -> tuple[str, float | int | None]:
         return "busy", n
     if kind == "touch" and arg:
         return "touch", arg  # type: ignore[return-value]
+    if kind == "tool" and arg:
+        if not _TOOL_NAME.match(arg):
+            raise ValueError(f"bad stub scenario {scenario!r}: a tool name is letters, digits, '_' and '-'")
+        return "tool", arg
     if kind == "slow" and arg:
         try:
             seconds = float(arg)
@@ -462,12 +474,7 @@ class _Handler(BaseHTTPRequestHandler):
         if key is not None and (scheme.lower() != "bearer" or token != key):
             self._send_json(401, error_body("authentication_error", AUTH_MESSAGE))
             return
-        payload = self.stub.usages
-        if payload is None:
-            from ..quota import usages_payload
-
-            payload = usages_payload()
-        self._send_json(200, payload)
+        self._send_json(200, self.stub.usages_answer())
 
     def _messages(self, rec: RecordedRequest) -> None:
         if rec.body is None:
@@ -484,11 +491,11 @@ class _Handler(BaseHTTPRequestHandler):
 
         if kind == "error":
             status = int(arg or 500)
-            self._send_json(status, error_for_status(status), {"retry-after": "1"} if status == 429 else None)
+            self._send_json(status, error_for_status(status), {"retry-after": str(self.stub.retry_after)} if status == 429 else None)
             return
         if kind == "busy":
             if self.stub._count(f"busy:{scenario}") <= int(arg or 1):
-                self._send_json(429, error_for_status(429), {"retry-after": "1"})
+                self._send_json(429, error_for_status(429), {"retry-after": str(self.stub.retry_after)})
                 return
             kind = "text"
         if kind == "hang":
@@ -500,6 +507,14 @@ class _Handler(BaseHTTPRequestHandler):
 
         msg_id = self.stub._next_id("msg_stub_")
         input_tokens = _estimate_tokens(rec.raw_body)
+        if kind == "tool":
+            result = conv.pending_tool_result()
+            if result is None:
+                block = {"type": "tool_use", "id": self.stub._next_id("toolu_stub_"), "name": str(arg), "input": dict(NAMED_TOOL_INPUT)}
+                self._reply(stream, msg_id, input_tokens, [block], "tool_use")
+                return
+            self._reply(stream, msg_id, input_tokens, [{"type": "text", "text": f"Tool said: {result}"}], "end_turn")
+            return
         if kind in ("tool_use", "leak", "progress-then-hang", "progress-then-429", "touch"):
             result = conv.pending_tool_result()
             if result is not None and kind == "progress-then-hang":
@@ -507,7 +522,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._hold()
                 return
             if result is not None and kind == "progress-then-429":
-                self._send_json(429, error_for_status(429), {"retry-after": "1"})
+                self._send_json(429, error_for_status(429), {"retry-after": str(self.stub.retry_after)})
                 return
             if result is None:
                 blocks: list[dict[str, Any]] = []
@@ -644,6 +659,8 @@ class StubServer:
         self.reply = reply
         self.require_agent = require_agent
         self.usages: Any = None  # the answer of GET <base>/v1/usages; None: quota.usages_payload()
+        self.retry_after = 1  # seconds, the retry-after header of every 429
+        self._exhausted: tuple[str, float] | None = None  # (window, until): see exhaust_quota
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Condition()
         self._counters: dict[str, int] = {}
@@ -700,6 +717,41 @@ class StubServer:
     def routes(self, endpoint: str) -> frozenset[str]:
         """The exact paths (no query) that serve ``endpoint`` (e.g. ``/v1/messages``)."""
         return frozenset((base + endpoint) for base in self.base_paths)
+
+    # -- the quota ------------------------------------------------------------------
+
+    def exhaust_quota(self, seconds: float, window: str = "5h") -> float:
+        """Make the quota's ``window`` (``5h`` or ``weekly``) used up for ``seconds`` from now; it
+        then resets (the answer has room again). Returns the reset time (epoch seconds, whole:
+        Kimi's reset times have no fraction)."""
+        import math
+
+        if window not in ("5h", "weekly"):
+            raise ValueError(f"unknown quota window {window!r}; known: 5h, weekly")
+        until = float(math.ceil(time.time() + seconds))
+        with self._lock:
+            self.usages = None
+            self._exhausted = (window, until)
+        return until
+
+    def usages_answer(self) -> Any:
+        """What ``GET <base>/v1/usages`` answers now: :attr:`usages` when set, else the default
+        windows (with the window of :meth:`exhaust_quota` used up until its reset)."""
+        from ..quota import usages_payload
+
+        with self._lock:
+            payload, exhausted = self.usages, self._exhausted
+        if payload is not None:
+            return payload
+        now = time.time()
+        if exhausted is not None and now < exhausted[1]:
+            window, until = exhausted
+            if window == "5h":
+                return usages_payload(five_hour_used=100, five_hour_reset=until, now=now)
+            return usages_payload(weekly_used=100, weekly_reset=until, five_hour_used=10, now=now)
+        if exhausted is not None:  # reset: a fresh window
+            return usages_payload(five_hour_used=0, now=now)
+        return usages_payload(now=now)
 
     # -- scenarios and records -----------------------------------------------------
 
