@@ -248,10 +248,15 @@ def test_a_rate_limit_before_any_output_fails_fast_for_acp_fallbacks(driver: Dri
     assert result["error"]["detailCode"] == "run_rate_limited" and result["error"]["retryable"] is True
     assert out["promptStarted"] is False and not [e for e in out["events"] if e["type"] in ("text_delta", "tool_call")]
     assert driver.runs()[-1]["status"] == "rate_limited"
+    # the 429's retry-after (the stub's 1 s) holds the backend; a fail-fast turn in it fails at once,
+    # so the next turn goes once the hold is over
+    from kimi_acp.admission import hold_now
+
+    wait_until_sync(lambda: hold_now(driver.state, "kimi") is None, 30, "the 429's pause to end")
     # a turn that streamed output has started: OpenClaw never moves it to another backend
     stub.set_scenario("text")
     ok = driver("turn", handle=handle, text="say hi")
-    assert ok["promptStarted"] is True and ok["result"]["status"] == "completed"
+    assert ok["promptStarted"] is True and ok["result"]["status"] == "completed", ok
 
 
 def test_without_fallbacks_claude_codes_own_retries_go_on(driver: Driver, stub: StubServer) -> None:

@@ -8,6 +8,7 @@ The gateway's environment carries decoy Anthropic credentials that must never re
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,8 @@ def kimi_requests_clean(kimi: StubServer, start: int) -> list[Any]:
 
 
 ADMIN = Path(__file__).with_name("gateway_admin.mjs")
+#: Gateway methods that only read (safe to ask again when OpenClaw says to retry).
+READS = frozenset({"chat.history", "sessions.list", "sessions.preview", "sessions.resolve", "status", "health"})
 
 
 def message_text(message: dict[str, Any]) -> str:
@@ -87,7 +90,6 @@ class World:
     def admin(self, method: str, params: dict[str, Any], timeout: float = 60, *, expect_final: bool = False) -> Any:
         """A gateway call with operator.admin, through OpenClaw's own client: one long-lived Node
         process (tests/fakes/gateway_admin.mjs) for all of a world's calls."""
-        import select
         import subprocess
 
         from kimi_acp.stub.openclaw_gateway import node_bin_dir, openclaw_prefix
@@ -98,13 +100,25 @@ class World:
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             assert self._client.stdout is not None and json.loads(self._client.stdout.readline()).get("ready")
         assert self._client.stdin is not None and self._client.stdout is not None
+        for _ in range(5):
+            answer = self._ask(method, params, timeout, expect_final)
+            # OpenClaw's read-only session calls race its own writes (retainGatewaySessionEntryReadOnly,
+            # dist/session-utils-read-lifetime-*.mjs) and say to retry: a read is asked again
+            if answer.get("ok") or method not in READS or "Retry the request" not in str(answer.get("error")):
+                break
+            time.sleep(0.2)
+        assert answer.get("ok"), f"{method} failed: {answer.get('error')}"
+        return answer["result"]
+
+    def _ask(self, method: str, params: dict[str, Any], timeout: float, expect_final: bool) -> dict[str, Any]:
+        import select
+
+        assert self._client.stdin is not None and self._client.stdout is not None
         self._client.stdin.write(json.dumps({"method": method, "params": params, "timeoutMs": int(timeout * 1000), "expectFinal": expect_final}) + "\n")
         self._client.stdin.flush()
         ready, _, _ = select.select([self._client.stdout], [], [], timeout + 30)
         assert ready, f"{method}: the gateway client did not answer within {timeout + 30} s"
-        answer = json.loads(self._client.stdout.readline())
-        assert answer.get("ok"), f"{method} failed: {answer.get('error')}"
-        return answer["result"]
+        return dict(json.loads(self._client.stdout.readline()))
 
     def call(self, method: str, params: dict[str, Any], timeout: float = 60) -> Any:
         return self.admin(method, params, timeout)
