@@ -99,7 +99,7 @@ def test_a_spawned_childs_question_is_told_to_the_session_that_spawned_it(driver
     assert told["sessionKey"] == "agent:coder:main"
     assert f"Claude Code in {child} (spawned by this session) asks before a tool call: Claude Code wants to run `touch {marker}`" in told["text"]
     assert '"Allow once", "Allow this exact call for the session" or "Deny"' in told["text"]
-    assert {"sessionKey": "agent:coder:main", "agentId": "coder", "reason": "kimi-acp:question", "intent": "event"} in gateway["wakes"]
+    assert {"sessionKey": "agent:coder:main", "agentId": "coder", "reason": "kimi-acp:question", "intent": "immediate"} in gateway["wakes"]
     # a session the user talks to directly is asked there, and nobody else is told
     before = len(driver("gateway")["events"])
     driver("turn", handle=session(driver, "direct"), text=f"again [[stub:touch:{marker}-2]]", elicit=[{"action": "decline"}])

@@ -221,7 +221,7 @@ export function createRuntime(proc, log, { api = () => undefined, managerStoppin
     const agentId = agentOf(params.sessionKey);
     try {
       gw?.runtime?.system?.enqueueSystemEvent?.(params.text, { sessionKey: params.sessionKey, agentId, contextKey: `kimi-acp:question:${params.toolCallId ?? ""}` });
-      gw?.runtime?.system?.requestHeartbeatNow?.({ sessionKey: params.sessionKey, agentId, reason: "kimi-acp:question", intent: "event" });
+      gw?.runtime?.system?.requestHeartbeatNow?.({ sessionKey: params.sessionKey, agentId, reason: "kimi-acp:question", intent: "immediate" });
     } catch (err) {
       log?.warn?.(`kimi-acp: could not tell ${params.sessionKey}: ${err?.message ?? err}`);
     }
