@@ -23,20 +23,17 @@ permission mode.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .runfiles import remove_run_file, run_file, write_run_file
+
 MCP_DIR = "mcp-config"
 """The directory under the state dir that holds the runs' ``--mcp-config`` files."""
 
-STALE_SECONDS = 2 * 86_400
-"""Files not used for this long are removed (runs last at most a day)."""
 
 _REQUEST_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
@@ -301,57 +298,18 @@ def secret_values(servers: Iterable[McpServer]) -> list[str]:
 
 def config_path(state_dir: Path | str, run_id: str) -> Path:
     """Where run ``run_id``'s ``--mcp-config`` file lives."""
-    return Path(state_dir) / MCP_DIR / f"{run_id}.json"
+    return run_file(state_dir, MCP_DIR, run_id)
 
 
 def write_config(state_dir: Path | str, content: Mapping[str, Any], run_id: str) -> Path:
     """Write ``content`` to run ``run_id``'s file (0600, in a 0700 directory of the state dir,
-    replaced atomically) and return its path."""
-    from .sessions import ensure_state_dir
-
-    ensure_state_dir(Path(state_dir))  # refuses a state dir others could write to
-    path = config_path(state_dir, run_id)
-    directory = path.parent
-    if not directory.is_dir():
-        directory.mkdir(mode=0o700)
-    if directory.is_symlink() or directory.stat().st_uid != os.getuid():
-        raise OSError(f"{directory} is not a directory of yours; remove it")
-    os.chmod(directory, 0o700)
-    data = json.dumps(content, sort_keys=True, indent=1).encode()
-    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _prune(directory, keep=path)
-    return path
+    replaced atomically: :mod:`kimi_acp.runfiles`) and return its path."""
+    return write_run_file(state_dir, MCP_DIR, run_id, content)
 
 
 def remove_config(state_dir: Path | str, run_id: str) -> None:
     """Remove run ``run_id``'s ``--mcp-config`` file (its secrets go with it). Never raises."""
-    try:
-        config_path(state_dir, run_id).unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def _prune(directory: Path, keep: Path) -> None:
-    cutoff = time.time() - STALE_SECONDS
-    try:
-        entries = list(directory.iterdir())
-    except OSError:
-        return
-    for entry in entries:
-        try:
-            if entry != keep and entry.suffix in (".json", ".tmp") and entry.lstat().st_mtime < cutoff:
-                entry.unlink()
-        except OSError:
-            continue
+    remove_run_file(state_dir, MCP_DIR, run_id)
 
 
 def apply(argv: Sequence[str], servers: Sequence[McpServer], state_dir: Path | str, run_id: str,

@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..environment import REDIRECTING, SCRUBBED
+from ..runfiles import remove_run_file, run_file, write_run_file
 
 OVERRIDE_DIR = "claude-settings"
 """The directory under the state dir that holds the override files."""
 
-STALE_SECONDS = 2 * 86_400
-"""Override files not used for this long are removed (runs last at most a day)."""
 
 # Pinned to the child's own value, or "" when it has none: each could send Claude Code
 # elsewhere, add a header or a credential, or pick another model (REDIRECTING); route its
@@ -65,57 +63,18 @@ def override_settings(env: Mapping[str, str], child_set: Mapping[str, str]) -> d
 
 def override_path(state_dir: Path | str, run_id: str) -> Path:
     """Where the override file of run ``run_id`` lives."""
-    return Path(state_dir) / OVERRIDE_DIR / f"{run_id}.json"
+    return run_file(state_dir, OVERRIDE_DIR, run_id)
 
 
 def write_override(state_dir: Path | str, content: Mapping[str, object], run_id: str) -> Path:
     """Write ``content`` to run ``run_id``'s file under ``state_dir`` (0600, in a 0700
-    directory, replaced atomically) and return the path."""
-    from ..sessions import ensure_state_dir
-
-    ensure_state_dir(Path(state_dir))  # refuses a state dir others could write to
-    path = override_path(state_dir, run_id)
-    directory = path.parent
-    if not directory.is_dir():
-        directory.mkdir(mode=0o700)
-    if directory.is_symlink() or directory.stat().st_uid != os.getuid():
-        raise OSError(f"{directory} is not a directory of yours; remove it")
-    os.chmod(directory, 0o700)
-    data = json.dumps(content, sort_keys=True, indent=1).encode()
-    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _prune(directory, keep=path)
-    return path
+    directory, replaced atomically: :mod:`kimi_acp.runfiles`) and return the path."""
+    return write_run_file(state_dir, OVERRIDE_DIR, run_id, content)
 
 
 def remove_override(state_dir: Path | str, run_id: str) -> None:
     """Remove run ``run_id``'s override file (the key goes with it). Never raises."""
-    try:
-        override_path(state_dir, run_id).unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def _prune(directory: Path, keep: Path) -> None:
-    cutoff = time.time() - STALE_SECONDS
-    try:
-        entries = list(directory.iterdir())
-    except OSError:
-        return
-    for entry in entries:
-        try:
-            if entry != keep and entry.suffix in (".json", ".tmp") and entry.lstat().st_mtime < cutoff:
-                entry.unlink()
-        except OSError:
-            continue
+    remove_run_file(state_dir, OVERRIDE_DIR, run_id)
 
 
 def with_override(argv: Sequence[str], path: Path | str) -> list[str]:
