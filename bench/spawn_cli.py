@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _util import report  # noqa: E402
 
+from kimi_acp.harness.command import user_message  # noqa: E402
 from kimi_acp.stub.server import StubServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,14 +113,20 @@ def main() -> None:
         # The same child environment kimi-acp builds, for the direct run.
         env_json = subprocess.run([KIMI_ACP, "env", "--json", "--reveal"], env=ours, capture_output=True, check=True).stdout
         direct = {**base, **json.loads(env_json)["set"]}
-        argv = [CLAUDE, "-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits", "--model", "kimi-k2.5"]
+        # The baseline is the Claude Code invocation kimi-acp makes (the task as a stream-json user
+        # message on stdin, today's default model), started by hand; D is the plainest `claude -p`
+        # (the task as text), to show what reading stream-json costs Claude Code itself.
+        argv = [CLAUDE, "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose",
+                "--permission-mode", "acceptEdits", "--model", "kimi-for-coding"]
         a = Case('kimi-acp spawn "say hi"', [KIMI_ACP, "spawn", "say hi"], ours)
-        b = Case("claude -p (same env, by hand)", argv, direct, b"say hi")
+        b = Case("claude -p (same env, by hand)", argv, direct, user_message("say hi"))
         c = Case("kimi-acp spawn, no reaper", [KIMI_ACP, "spawn", "say hi"], {**ours, "KIMI_ACP_NO_REAPER": "1"})
-        for case in (a, b, c, a, b, c):  # warm-up
+        plain = [CLAUDE, "-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits", "--model", "kimi-for-coding"]
+        d = Case("claude -p, the task as text", plain, direct, b"say hi")
+        for case in (a, b, c, d, a, b, c, d):  # warm-up
             case(record=False)
         for i in range(n):
-            order = (a, b, c) if i % 2 == 0 else (c, b, a)
+            order = (a, b, c, d) if i % 2 == 0 else (d, c, b, a)
             for case in order:
                 case()
         while _children():  # whatever is still running (deliverers) ends by itself; count its CPU
@@ -133,7 +140,9 @@ def main() -> None:
         print(f"reaper's cost: wall {(med(a.wall) - med(c.wall)) * 1000:+.1f} ms, CPU {(med(a.cpu) - med(c.cpu)) * 1000:+.1f} ms "
               f"(with vs without; without: wall {med(c.wall) * 1000:.1f} ms, CPU {med(c.cpu) * 1000:.1f} ms)")
         print(f"processes left behind 1 s after a spawn: max {max(a.left)} (reaper on), {max(c.left)} (off); "
-              f"their CPU in all ({3 * (n + 2)} spawns): {STRAYS['cpu'] * 1000:.1f} ms")
+              f"their CPU in all ({4 * (n + 2)} runs): {STRAYS['cpu'] * 1000:.1f} ms")
+        print(f"{d.name}: wall {med(d.wall) * 1000:.1f} ms ({med(a.wall) / med(d.wall):.2f}x for kimi-acp), "
+              f"CPU {med(d.cpu) * 1000:.1f} ms")
 
 
 if __name__ == "__main__":
