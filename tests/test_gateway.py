@@ -326,6 +326,32 @@ def test_an_in_process_restart_keeps_kimi_acp_working(per_agent: World) -> None:
     assert "kimi-acp is ready" in w.say("agent:coder:main", "/acp doctor")
 
 
+def test_a_config_edit_reloads_kimi_acp_in_process_and_it_keeps_working(per_agent: World) -> None:
+    """An edit of kimi-acp's section of openclaw.json: OpenClaw 2026.9.6 hot-applies it by reloading
+    its plugin runtime in the same process (docs/gateway/configuration/hot-reload.md). The old
+    kimi-acp process goes, a new one serves; the next spawn runs on Kimi and comes back, and
+    /acp doctor tells the truth."""
+    w = per_agent
+    pid = w.gw.proc.pid if w.gw.proc else None
+    old_backend = int(re.findall(r"kimi-acp: backend process (\d+) ready", w.gw.log())[-1])
+    applied_before = w.gw.log().count("config hot reload applied")
+    cfg = w.gw.read_config()
+    cfg["plugins"]["entries"]["kimi-acp"]["config"]["limits"]["graceSeconds"] = 3
+    w.gw.config.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    wait_until_sync(lambda: w.gw.log().count("config hot reload applied") > applied_before, 120, "OpenClaw to apply the edit")
+    assert "plugins.entries.kimi-acp.config.limits.graceSeconds" in w.gw.log().rsplit("config hot reload applied", 1)[1].splitlines()[0]
+    assert w.gw.proc is not None and w.gw.proc.pid == pid and w.gw.proc.poll() is None  # the same gateway process
+    wait_until_sync(lambda: int(re.findall(r"kimi-acp: backend process (\d+) ready", w.gw.log())[-1]) != old_backend, 60,
+                    "a new kimi-acp process")
+    wait_until_sync(lambda: not is_alive(old_backend), 30, "the old kimi-acp process to exit")
+    before = len(w.kimi.messages_requests())
+    seen = w.turn("agent:coder:main", spawn_message(agentId="claude", task="after the reload: say hi"))
+    event = w.completion(accepted(seen)["childSessionKey"])
+    assert "You said: after the reload: say hi" in event.last_user_text()
+    assert kimi_requests_clean(w.kimi, before)
+    assert "kimi-acp is ready" in w.say("agent:coder:main", "/acp doctor")
+
+
 def test_a_spawned_childs_permission_question_is_answered_from_chat(per_agent: World, tmp_path: Path) -> None:
     """Claude Code asks before a command (here a `touch` outside its folder, which acceptEdits asks
     about): OpenClaw 2026.9.6 asks the turn's question in the child's own session (its
